@@ -1,0 +1,60 @@
+"""The 17-joint Human3.6M skeleton (DESIGN §2): names, parents, drawing bones, left/right pairs.
+
+Every table is a Python tuple so that it stays static under `jit`. Other datasets map their
+joints into this order in their builders.
+"""
+
+JOINT_NAMES = (
+    "pelvis",       # 0
+    "r_hip",        # 1
+    "r_knee",       # 2
+    "r_ankle",      # 3
+    "l_hip",        # 4
+    "l_knee",       # 5
+    "l_ankle",      # 6
+    "spine",        # 7
+    "thorax",       # 8
+    "neck",         # 9  (neck/nose)
+    "head",         # 10
+    "l_shoulder",   # 11
+    "l_elbow",      # 12
+    "l_wrist",      # 13
+    "r_shoulder",   # 14
+    "r_elbow",      # 15
+    "r_wrist",      # 16
+)
+NUM_JOINTS = len(JOINT_NAMES)
+JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+PELVIS = 0
+THORAX = 8
+
+# Kinematic tree: PARENTS[j] is the parent of joint j (-1 for the root).
+PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+
+# The 16 parent -> child links.
+LIMBS = tuple((p, j) for j, p in enumerate(PARENTS) if p >= 0)
+
+# Links that fill the trunk in the drawn mask: spine -> each hip, spine -> each shoulder,
+# pelvis -> each knee, each hip -> the shoulder on its own side.
+TORSO_LINKS = ((7, 1), (7, 4), (7, 11), (7, 14), (0, 2), (0, 5), (1, 14), (4, 11))
+
+# Segments drawn by the Skeleton Mask (DESIGN §3): 24 = 16 limbs + 8 torso links.
+BONES = LIMBS + TORSO_LINKS
+NUM_BONES = len(BONES)
+
+# Upper arms and forearms are drawn with half the body width.
+_THIN = frozenset({(11, 12), (12, 13), (14, 15), (15, 16)})
+BONE_WIDTH_SCALES = tuple(0.5 if bone in _THIN else 1.0 for bone in BONES)
+
+# Left/right joint pairs, DESIGN §2 (the order inside a pair carries no meaning).
+LR_PAIRS = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
+
+# FLIP_PERMUTATION[j] is the joint that j becomes when left and right are exchanged.
+FLIP_PERMUTATION = tuple(
+    dict([(a, b) for a, b in LR_PAIRS] + [(b, a) for a, b in LR_PAIRS]).get(j, j)
+    for j in range(NUM_JOINTS)
+)
+
+# Mirrored limbs, ((parent, child), (mirror parent, mirror child)), for the symmetry loss.
+SYMMETRIC_LIMBS = tuple(((PARENTS[a], a), (PARENTS[b], b)) for a, b in LR_PAIRS)
