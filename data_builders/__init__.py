@@ -18,7 +18,8 @@ BUILDERS = {
 def builder_module(name: str):
     """Imports the module of dataset `name`; an unknown name is a ValueError listing the known."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(BUILDERS))}")
+        raise ValueError(f"no builder for dataset {name!r} in data_builders/; "
+                         f"builders: {', '.join(sorted(BUILDERS))}")
     return importlib.import_module(BUILDERS[name])
 
 

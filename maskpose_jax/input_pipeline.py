@@ -20,6 +20,7 @@ from scipy import ndimage
 TRAIN_FIELDS = ("image", "mask", "weight", "intrinsics", "extrinsics", "crop", "distortion")
 # What the evaluation step sees in addition.
 EVAL_FIELDS = TRAIN_FIELDS + ("joints_world", "subject", "action", "frame")
+_PER_VIEW = frozenset(TRAIN_FIELDS)
 
 
 def decode_example(raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -84,16 +85,20 @@ def photometric_augment(
     return {**example, "image": np.stack(views)}
 
 
-def _select(fields: Sequence[str]):
+def _select(fields: Sequence[str], views: Sequence[int]):
+    """Keeps `fields`, and of the per-view fields only `views` (all when empty)."""
+    index = np.asarray(views, np.int64) if views else slice(None)
+
     def select(example):
-        return {k: example[k] for k in fields}
+        return {k: example[k][index] if k in _PER_VIEW else example[k] for k in fields}
     return select
 
 
 def make_dataset(
         source: Sequence[Any], *, global_batch_size: int, training: bool, seed: int = 0,
         process_index: int = 0, process_count: int = 1, augment: bool = True,
-        num_threads: int = 4, prefetch: int = 8,
+        num_threads: int = 4, prefetch: int = 8, views: Sequence[int] = (),
+        extra_fields: Sequence[str] = (),
 ) -> grain.IterDataset:
     """Builds the grain pipeline over a random-access source (e.g. `builder.as_data_source(split)`).
 
@@ -107,6 +112,9 @@ def make_dataset(
         process_index, process_count: this process's slice of the data (multi-host).
         augment: photometric augmentation (training only).
         num_threads, prefetch: grain read threads and prefetch buffer (elements).
+        views: indices of the views to keep (all when empty).
+        extra_fields: fields added to a training batch. Only the supervised `oracle` reference
+            asks for `joints_world` here; the unsupervised configurations never do.
 
     Returns:
         A `grain.IterDataset` of dict batches with leading axis `global_batch_size / process_count`.
@@ -128,7 +136,8 @@ def make_dataset(
     ds = ds.map(decode_example)
     if training and augment:
         ds = ds.random_map(photometric_augment, seed=seed + 1)
-    ds = ds.map(_select(TRAIN_FIELDS if training else EVAL_FIELDS))
+    fields = TRAIN_FIELDS + tuple(extra_fields) if training else EVAL_FIELDS
+    ds = ds.map(_select(fields, views))
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
     return ds.batch(batch_size, drop_remainder=training)
 

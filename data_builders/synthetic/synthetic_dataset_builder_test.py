@@ -105,7 +105,7 @@ def test_option_errors_name_the_option(tmp_path):
         data_builders.make_builder("synthetic", str(tmp_path), num_views=5)
     with pytest.raises(ValueError, match="image_size"):
         data_builders.parse_option("synthetic", "image_size", "big")
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="no builder for dataset"):
         data_builders.make_builder("nope", str(tmp_path))
     assert synthetic.make_config() is synthetic.Builder.BUILDER_CONFIGS[0]
 

@@ -1,0 +1,35 @@
+"""Human3.6M, full size (ResNet-50, 256² crops, 64 depth bins, 4 views, batch 32): GPUs / TPUs.
+
+    python -m experiments.train --config=h36m.py --workdir=runs/h36m \\
+        --config.data.data_dir=/path/to/tensorflow_datasets
+
+Protocol (DESIGN §11): train S1 S5 S6 S7 S8, test S9 S11, 4 cameras. Needs the `h36m` builder
+(data_builders/h36m, the real-data issue); until it exists, start-up fails naming the dataset.
+"""
+
+from experiments.configs import synthetic
+
+
+def get_config(variant: str = "default"):
+    c = synthetic.get_config(variant)
+    c.data.name = "h36m"
+    c.data.options.image_size = 256
+    c.data.num_threads = 16
+    c.data.prefetch = 64
+    c.model.resnet_depth = 50
+    c.model.width = 64
+    c.model.head_channels = 256
+    c.model.depth_bins = 64
+    c.physique.widths = (32, 64, 128)
+    steps = (40_000, 10_000, 30_000) if len(c.stages) == 3 else (80_000,)
+    for stage, n in zip(c.stages, steps):
+        stage.steps = n
+    c.train.batch_size = 32
+    c.train.warmup_steps = 1000
+    c.train.log_every = 100
+    c.train.image_every = 2000
+    c.train.checkpoint_every = 2000
+    c.train.eval_every = 10_000
+    c.train.eval_examples = 2048
+    c.eval.batch_size = 64
+    return c

@@ -1,0 +1,118 @@
+"""Default: unsupervised training and evaluation on the built-in synthetic dataset (CPU-sized).
+
+    python -m experiments.train --config=synthetic.py [--workdir=runs/synthetic]
+    python -m experiments.train --config=synthetic.py:no_physique   # an ablation (see VARIANTS)
+
+Variants (the config argument): no_physique, no_geodesic, no_cascade, batchnorm, single_view,
+and oracle: the same detector trained on ground-truth 2.5D targets, the *supervised* reference.
+"""
+
+import ml_collections
+
+VARIANTS = ("default", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
+            "oracle")
+
+
+def stage(name, steps, trainable, learning_rate, **loss_weights):
+    """One cascade stage: `steps` steps training the `trainable` modules with these weights."""
+    return ml_collections.ConfigDict(dict(
+        name=name, steps=steps, trainable=tuple(trainable), learning_rate=learning_rate,
+        loss_weights=ml_collections.ConfigDict(loss_weights)))
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of synthetic.py; variants: {VARIANTS}")
+    c = ml_collections.ConfigDict()
+    c.variant = variant
+    c.seed = 0
+
+    # Data: a tfds builder of data_builders/ and its options (see its README).
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "synthetic"
+    c.data.data_dir = ""            # "" = tfds's default (~/tensorflow_datasets)
+    c.data.options = ml_collections.ConfigDict()   # builder options, e.g. image_size
+    c.data.build_if_missing = True  # build the dataset first when it is not there
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.num_threads = 4          # grain read threads per process
+    c.data.prefetch = 16            # grain prefetch buffer (examples)
+    c.data.augment = True           # photometric augmentation of training images
+    c.data.views = ()               # () = all views; else indices of the views to use
+
+    # Detector (DESIGN §6): ResNet + 3 upsampling blocks + integral regression.
+    c.model = ml_collections.ConfigDict()
+    c.model.resnet_depth = 18
+    c.model.width = 16              # base channels (64 = the full ResNet)
+    c.model.norm = "group"          # "group" or "batch"
+    c.model.stem = "standard"       # "standard" (7x7/2 + pool) or "light" (3x3/1, small crops)
+    c.model.head_channels = 64
+    c.model.num_deconv = 3
+    c.model.depth_bins = 32
+    c.model.depth_range_mm = 2000.0  # z in [-1, 1] spans +-depth_range/2 around the pelvis
+    c.model.dtype = "float32"        # compute dtype: "float32" or "bfloat16"
+
+    # Shape-prior (physique) network (DESIGN §4).
+    c.physique = ml_collections.ConfigDict()
+    c.physique.widths = (8, 16, 32)
+
+    # Losses (DESIGN §8): each term has a switch; weights live in the stages below.
+    c.loss = ml_collections.ConfigDict()
+    c.loss.body_width = 3e-3         # Skeleton Mask width s_b, normalized units^2
+    c.loss.clip_threshold = 0.1      # L_skel only where S > threshold
+    c.loss.use_geodesic = True       # weight maps W; False = uniform weights
+    c.loss.cross_view = True         # project each view's pose into the other views
+    c.loss.phys_cross_view = False   # physique network on cross-view masks too (costly)
+    c.loss.use_skel = True
+    c.loss.use_phys = True
+    c.loss.use_sym = True
+    c.loss.use_agree = True
+    c.loss.supervision = "masks"     # "masks" (unsupervised) or "oracle" (ground-truth 2.5D)
+
+    # Cascade (DESIGN §9): ordered stages; weights of terms not named are 0.
+    c.stages = [
+        stage("structure", 2000, ("detector",), 1e-3, skel=1.0, sym=0.1, agree=0.1),
+        stage("shape", 1000, ("physique",), 1e-3, phys=1.0),
+        stage("joint", 2000, ("detector", "physique"), 3e-4,
+              skel=1.0, phys=1.0, sym=0.1, agree=0.1),
+    ]
+
+    # Training loop.
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 8           # global batch (examples of V views)
+    c.train.optimizer = "adam"
+    c.train.weight_decay = 0.0
+    c.train.grad_clip_norm = 1.0
+    c.train.warmup_steps = 100       # linear warm-up at the start of every stage
+    c.train.log_every = 50
+    c.train.image_every = 1000       # TensorBoard images
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.eval_every = 2000        # held-out MPJPE during training (0 = only at the end)
+    c.train.eval_examples = 256      # examples of the eval split used during training
+
+    # Evaluation (DESIGN §11).
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 32
+    c.eval.max_examples = 0          # 0 = the whole split
+    c.eval.pck2d_threshold = 0.1     # fraction of the crop side
+
+    if variant == "no_physique":
+        c.loss.use_phys = False
+    elif variant == "no_geodesic":
+        c.loss.use_geodesic = False
+    elif variant == "no_cascade":
+        total = sum(s.steps for s in c.stages)
+        c.stages = [stage("joint", total, ("detector", "physique"), 1e-3,
+                          skel=1.0, phys=1.0, sym=0.1, agree=0.1)]
+    elif variant == "batchnorm":
+        c.model.norm = "batch"
+    elif variant == "single_view":
+        c.data.views = (0,)
+        c.loss.cross_view = False
+        c.loss.use_agree = False
+    elif variant == "oracle":
+        c.loss.supervision = "oracle"
+        total = sum(s.steps for s in c.stages)
+        c.stages = [stage("oracle", total, ("detector",), 1e-3, oracle=1.0)]
+    return c

@@ -1,0 +1,45 @@
+"""Evaluates the latest checkpoint of a run on the config's eval split (DESIGN §11).
+
+    python -m experiments.evaluate --config=synthetic.py [--workdir=runs/synthetic]
+
+Writes `<workdir>/results.json` and `<workdir>/results.md` and prints the table: the prediction
+as it is; beside it, labelled, one global left/right relabelling for the whole set (one bit of
+ground truth) and the original authors' per-joint oracle swap (reads ground truth).
+"""
+
+from absl import app
+
+from experiments import flags as experiment_flags
+
+
+def main(argv):
+    del argv
+    import jax  # pylint: disable=import-outside-toplevel
+
+    import data_builders  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import evaluation  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
+
+    config = experiment_flags.config()
+    workdir = experiment_flags.workdir(f"runs/{config.data.name}")
+    builder = train.get_builder(config)
+    source = data_builders.data_source(builder, config.data.eval_split)
+    image_size = train.image_size_of(source)
+    state = train.restore_latest(config, workdir, image_size, sharding.make_mesh())
+    detector, _ = train.create_models(config)
+    local = train.local_copy(state)
+    results = train.evaluate(config, train.make_predict(detector), local.params,
+                             local.batch_stats, source, image_size, config.eval.max_examples)
+    results["step"] = int(jax.device_get(state.step))
+    supervised = " (SUPERVISED reference: trained on ground-truth 2.5D)" if (
+        config.loss.supervision == "oracle") else ""
+    title = (f"{config.data.name}/{config.data.eval_split}, variant {config.variant}{supervised}, "
+             f"step {results['step']}")
+    _, md_path = evaluation.write_results(results, workdir, title)
+    with open(md_path) as f:
+        print(f.read())
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=experiment_flags.parse_flags)

@@ -1,0 +1,36 @@
+"""Trains (and evaluates on held-out data during training).
+
+    python -m experiments.train --config=synthetic.py [--workdir=runs/synthetic] \\
+        [--config.train.batch_size=16] [--coordinator_address=HOST:PORT --num_processes=N \\
+        --process_id=I]
+
+Several processes (GPU clusters, TPU pods): start the same command on every host; with
+`--coordinator_address` (or a cluster environment JAX detects) `jax.distributed.initialize()`
+connects them, and each process feeds its own slice of every global batch.
+"""
+
+from absl import app
+from absl import flags
+
+from experiments import flags as experiment_flags
+
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def main(argv):
+    del argv
+    # Imported here so that `--help` and flag errors do not wait for JAX.
+    from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
+
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    config = experiment_flags.config()
+    workdir = experiment_flags.workdir(f"runs/{config.data.name}")
+    print(f"training {config.data.name} (variant {config.variant}) in {workdir}", flush=True)
+    train.train_and_evaluate(config, workdir)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=experiment_flags.parse_flags)

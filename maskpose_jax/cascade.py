@@ -1,0 +1,142 @@
+"""Cascaded optimization (DESIGN §9) as one optax transformation driven by the step count.
+
+The config's `stages` is an ordered list of {name, steps, trainable, learning_rate, loss_weights}.
+`make_optimizer` labels every parameter by its module ("detector", "physique"), and gives each
+label one chain (gradient clipping, Adam, weight decay) inside a *stage gate*: at a step where the
+module is frozen, the gate returns a zero update and leaves the chain's state untouched (Adam's
+moments and count stay as they were), so the optimizer state keeps one structure for the whole
+run and the jitted train step compiles once. Loss weights are step schedules of the same stages.
+"""
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+MODULES = ("detector", "physique")
+LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle")
+
+
+def validate_stages(stages: Sequence[Any]) -> None:
+    """Raises ValueError naming the config key of a malformed stage."""
+    if not stages:
+        raise ValueError("config.stages is empty: at least one stage is needed")
+    for i, stage in enumerate(stages):
+        where = f"config.stages[{i}] ({stage.get('name', '?')})"
+        if int(stage.steps) <= 0:
+            raise ValueError(f"{where}.steps must be positive, got {stage.steps}")
+        unknown = set(stage.trainable) - set(MODULES)
+        if unknown or not stage.trainable:
+            raise ValueError(f"{where}.trainable must name some of {MODULES}, got {stage.trainable}")
+        unknown = set(stage.loss_weights.keys()) - set(LOSS_TERMS)
+        if unknown:
+            raise ValueError(f"{where}.loss_weights has unknown terms {sorted(unknown)}; "
+                             f"terms: {LOSS_TERMS}")
+        if float(stage.learning_rate) <= 0:
+            raise ValueError(f"{where}.learning_rate must be positive")
+
+
+def stage_starts(stages: Sequence[Any]) -> tuple[int, ...]:
+    """First step of every stage, and the total number of steps as the last entry."""
+    starts = [0]
+    for stage in stages:
+        starts.append(starts[-1] + int(stage.steps))
+    return tuple(starts)
+
+
+def total_steps(stages: Sequence[Any]) -> int:
+    return stage_starts(stages)[-1]
+
+
+def stage_index(step, stages: Sequence[Any]) -> jax.Array:
+    """Index of the stage that `step` (traced int) falls in; steps past the end stay in the last."""
+    ends = jnp.asarray(stage_starts(stages)[1:-1], jnp.int32)
+    return jnp.sum(step >= ends).astype(jnp.int32)
+
+
+def stage_name(step: int, stages: Sequence[Any]) -> str:
+    """Host-side name of the stage of `step`."""
+    return stages[int(stage_index(step, stages))].name
+
+
+def loss_weights(step, stages: Sequence[Any]) -> dict[str, jax.Array]:
+    """Each term's weight at `step`: the weight its stage gives it, 0 where not named."""
+    index = stage_index(step, stages)
+    return {term: jnp.asarray([float(s.loss_weights.get(term, 0.0)) for s in stages],
+                              jnp.float32)[index]
+            for term in LOSS_TERMS}
+
+
+def module_active(step, stages: Sequence[Any], module: str) -> jax.Array:
+    """Whether `module` is trained at `step` (traced bool)."""
+    return jnp.asarray([module in s.trainable for s in stages])[stage_index(step, stages)]
+
+
+def learning_rate(step, stages: Sequence[Any], warmup_steps: int) -> jax.Array:
+    """The stage's learning rate, ramped linearly over its first `warmup_steps` steps."""
+    index = stage_index(step, stages)
+    rates = jnp.asarray([float(s.learning_rate) for s in stages], jnp.float32)
+    starts = jnp.asarray(stage_starts(stages)[:-1], jnp.int32)
+    since = (step - starts[index] + 1).astype(jnp.float32)
+    ramp = jnp.minimum(1.0, since / max(int(warmup_steps), 1))
+    return rates[index] * ramp
+
+
+class GateState(NamedTuple):
+    count: jax.Array        # global step, advanced at every update whether active or not
+    inner: optax.OptState   # the gated chain's state, frozen while inactive
+
+
+def stage_gate(inner: optax.GradientTransformation, active_fn: Callable[[jax.Array], jax.Array],
+               rate_fn: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
+    """Runs `inner` and scales by -rate at steps where `active_fn` holds; else a zero update.
+
+    While inactive the inner state is left exactly as it was (no moment decay, no count).
+    """
+
+    def init_fn(params):
+        return GateState(jnp.zeros([], jnp.int32), inner.init(params))
+
+    def update_fn(updates, state, params=None):
+        active = active_fn(state.count)
+        rate = rate_fn(state.count)
+        new_updates, new_inner = inner.update(updates, state.inner, params)
+        inner_state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_inner,
+                                   state.inner)
+        out = jax.tree.map(lambda u: jnp.where(active, -rate * u, 0.0).astype(u.dtype),
+                           new_updates)
+        return out, GateState(state.count + 1, inner_state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def param_labels(params: dict) -> dict:
+    """Labels every leaf of {"detector": ..., "physique": ...} with its module name."""
+    return {module: jax.tree.map(lambda _: module, tree) for module, tree in params.items()}
+
+
+def make_optimizer(stages: Sequence[Any], train_config: Any) -> optax.GradientTransformation:
+    """The one optimizer of a run: per-module gated chains over the cascade's stages.
+
+    Args:
+        stages: `config.stages`.
+        train_config: `config.train` (grad_clip_norm, weight_decay, warmup_steps).
+
+    Returns:
+        An `optax.GradientTransformation` over params {"detector": ..., "physique": ...}.
+    """
+    validate_stages(stages)
+    transforms = {}
+    for module in MODULES:
+        chain = []
+        if train_config.grad_clip_norm:
+            chain.append(optax.clip_by_global_norm(float(train_config.grad_clip_norm)))
+        chain.append(optax.scale_by_adam())
+        if train_config.weight_decay:
+            chain.append(optax.add_decayed_weights(float(train_config.weight_decay)))
+        transforms[module] = stage_gate(
+            optax.chain(*chain),
+            active_fn=lambda step, m=module: module_active(step, stages, m),
+            rate_fn=lambda step: learning_rate(step, stages, train_config.warmup_steps))
+    return optax.multi_transform(transforms, param_labels)

@@ -1,0 +1,391 @@
+"""Evaluation (DESIGN §11): from detector keypoints to the results table.
+
+Every valid view of every example is one evaluated sample: the view's monocular prediction,
+lifted to camera-frame millimetres, against the ground truth moved into that camera. The root
+depth of the lift comes from the pelvis triangulated from the *predicted* 2D pelvis of all valid
+views of the example (`multiview.triangulate_root`); no ground truth enters the prediction. The
+metrics (`maskpose_jax.metrics`) are root-relative, so the root depth only sets the lift's scale.
+
+Left/right: masks cannot tell a left limb from a right one, so beside the prediction as it is the
+table reports, labelled, (a) one global relabelling for the whole set, chosen by the lower overall
+MPJPE (one bit of ground truth), and (b) the original authors' per-pair oracle swap, which reads
+the ground truth of every sample. The oracle's 2D figure applies the pair swaps chosen in 3D to
+the 2D keypoints, so one labelling serves both.
+"""
+
+import functools
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskpose_jax import geometry, metrics, multiview, skeleton
+
+# Result keys of the as-predicted metrics, in table order, with their table labels.
+METRIC_KEYS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc3d", "pck2d")
+_MM_KEYS = frozenset({"mpjpe", "n_mpjpe", "p_mpjpe"})
+GLOBAL_FLIP_SUFFIX = "_global_flip"
+# Samples per metric evaluation (bounds the temporaries of a whole test set).
+_CHUNK = 65536
+ORACLE_SUFFIX = "_oracle"
+
+
+def _view_valid(batch: Mapping[str, Any]) -> np.ndarray:
+    """B×V bool; a batch without `view_valid` has every view valid."""
+    shape = np.shape(batch["extrinsics"])[:2]
+    if "view_valid" not in batch:
+        return np.ones(shape, bool)
+    return np.asarray(batch["view_valid"]).reshape(shape) > 0.5
+
+
+@functools.partial(jax.jit, static_argnames=("image_size", "depth_range_mm"))
+def _lift_batch(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
+                view_valid_BxV, image_size, depth_range_mm):
+    def one(keypoints, crop, intrinsics, extrinsics, view_valid):
+        root_world_3 = multiview.triangulate_root(keypoints, crop, intrinsics, extrinsics,
+                                                  image_size, view_valid)
+        joints_cam, _ = multiview.lift_views(keypoints, root_world_3, crop, intrinsics,
+                                             extrinsics, image_size, depth_range_mm)
+        return joints_cam
+    return jax.vmap(one)(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3,
+                         extrinsics_BxVx3x4, view_valid_BxV)
+
+
+def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_size: int,
+                          depth_range_mm: float) -> np.ndarray:
+    """Lifts every view's 2.5D prediction to camera-frame 3D with a triangulated root depth.
+
+    Per example, the pelvis is triangulated from the predicted 2D pelvis of its valid views; in
+    each view, its depth sets Z_root of `geometry.lift_to_cam`. No ground truth is read.
+
+    A single view cannot give a root depth by triangulation, and this evaluation has no other
+    source of one yet (a monocular root-depth estimate would be needed): an example with exactly
+    one valid view raises ValueError. Examples with no valid view at all (batch padding) give
+    NaN rows, which callers drop.
+
+    Args:
+        keypoints_BxVxJx3: detector output per view, (x, y) normalized crop coordinates, z depth
+            relative to the pelvis in units of depth_range_mm / 2.
+        batch: host arrays `crop` B×V×2×3, `intrinsics` B×V×3×3, `extrinsics` B×V×3×4 (world →
+            camera, mm), optional `view_valid` B×V (1 real view, 0 padding; missing = all ones).
+        image_size: crop side N in pixels (static int).
+        depth_range_mm: depth span that z in [-1, 1] covers, mm.
+
+    Returns:
+        B×V×J×3 float32 NumPy joints in each view's camera frame, mm.
+    """
+    valid_BxV = _view_valid(batch)
+    counts_B = valid_BxV.sum(axis=1)
+    single = np.flatnonzero(counts_B == 1)
+    if single.size:
+        raise ValueError(
+            f"examples {single.tolist()} of the batch have a single valid view: a root depth "
+            "cannot be triangulated from one view, and single-view evaluation (which needs a "
+            "monocular root depth) is not supported yet")
+    joints_cam = _lift_batch(
+        jnp.asarray(keypoints_BxVxJx3, jnp.float32), jnp.asarray(batch["crop"], jnp.float32),
+        jnp.asarray(batch["intrinsics"], jnp.float32),
+        jnp.asarray(batch["extrinsics"], jnp.float32), jnp.asarray(valid_BxV, jnp.float32),
+        image_size=int(image_size), depth_range_mm=float(depth_range_mm))
+    joints_cam = np.array(joints_cam)
+    joints_cam[counts_B == 0] = np.nan
+    return joints_cam
+
+
+@jax.jit
+def _truth_in_camera(joints_world_BxJx3, extrinsics_BxVx3x4):
+    per_view = jax.vmap(geometry.cam_from_world, in_axes=(None, 0))
+    return jax.vmap(per_view)(joints_world_BxJx3, extrinsics_BxVx3x4)
+
+
+def truth_in_camera(joints_world_BxJx3, extrinsics_BxVx3x4):
+    """Moves the ground-truth joints into every view's camera frame.
+
+    Args:
+        joints_world_BxJx3: ground truth, world frame, mm.
+        extrinsics_BxVx3x4: [R|t] per view, world → camera, mm.
+
+    Returns:
+        B×V×J×3 joints in each view's camera frame, mm (a jax array).
+    """
+    return _truth_in_camera(jnp.asarray(joints_world_BxJx3), jnp.asarray(extrinsics_BxVx3x4))
+
+
+@jax.jit
+def _truth_in_crop_px(joints_world_BxJx3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
+                      distortion_BxVx5, crop_BxVx2x3):
+    def one_view(joints_world, intrinsics, extrinsics, distortion, crop):
+        uv_Jx2 = geometry.project(joints_world, intrinsics, extrinsics, distortion)
+        return geometry.apply_affine(crop, uv_Jx2)
+    per_view = jax.vmap(one_view, in_axes=(None, 0, 0, 0, 0))
+    return jax.vmap(per_view)(joints_world_BxJx3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
+                              distortion_BxVx5, crop_BxVx2x3)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+# Batch fields the accumulator reads, each with a leading example axis.
+_PER_EXAMPLE = ("crop", "intrinsics", "extrinsics", "distortion", "joints_world", "action")
+
+
+class Accumulator:
+    """Collects evaluated samples (one per valid view of each example), batch by batch, on the host.
+
+    Usage: `acc = Accumulator(image_size, depth_range_mm)`, then `acc.add(keypoints, batch)` for
+    every evaluation batch, then `acc.results(pck2d_threshold)`.
+    """
+
+    def __init__(self, image_size: int, depth_range_mm: float):
+        """Args: image_size: crop side N, pixels; depth_range_mm: the detector's z span, mm."""
+        self.image_size = int(image_size)
+        self.depth_range_mm = float(depth_range_mm)
+        self._parts = {k: [] for k in ("pred_cam", "gt_cam", "pred_2d", "gt_2d", "actions")}
+        self.num_frames = 0
+
+    def add(self, keypoints_BxVxJx3, batch: Mapping[str, Any]) -> None:
+        """Adds one evaluation batch.
+
+        Args:
+            keypoints_BxVxJx3: detector keypoints (host or device array), see
+                `predictions_in_camera`.
+            batch: an evaluation batch (`input_pipeline.EVAL_FIELDS`, host NumPy): crop,
+                intrinsics, extrinsics, distortion, joints_world B×J×3 (mm), action (B names),
+                optional view_valid B×V. Examples without a valid view (padding) are skipped;
+                an example with one valid view raises ValueError (see `predictions_in_camera`).
+        """
+        keypoints = np.asarray(keypoints_BxVxJx3, np.float32)
+        valid_BxV = _view_valid(batch)
+        keep_B = valid_BxV.any(axis=1)
+        if not keep_B.any():
+            return
+        batch = {k: np.asarray(batch[k])[keep_B] for k in _PER_EXAMPLE}
+        batch["view_valid"] = valid_BxV[keep_B]
+        keypoints, valid_BxV = keypoints[keep_B], valid_BxV[keep_B]
+        pred_cam = predictions_in_camera(keypoints, batch, self.image_size, self.depth_range_mm)
+        gt_cam = np.asarray(truth_in_camera(batch["joints_world"].astype(np.float32),
+                                            batch["extrinsics"].astype(np.float32)))
+        pred_2d = np.asarray(geometry.crop_px_from_normalized(keypoints[..., :2],
+                                                              self.image_size))
+        gt_2d = np.asarray(_truth_in_crop_px(
+            *(jnp.asarray(batch[k], jnp.float32)
+              for k in ("joints_world", "intrinsics", "extrinsics", "distortion", "crop"))))
+        actions_BxV = np.broadcast_to(
+            np.asarray([_text(a) for a in batch["action"]], dtype=object)[:, None],
+            valid_BxV.shape)
+        for name, values in (("pred_cam", pred_cam), ("gt_cam", gt_cam), ("pred_2d", pred_2d),
+                             ("gt_2d", gt_2d), ("actions", actions_BxV)):
+            self._parts[name].append(values[valid_BxV])
+        self.num_frames += int(keep_B.sum())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything collected: pred_cam / gt_cam N×J×3 (mm, camera frame), pred_2d / gt_2d
+        N×J×2 (crop pixels; the truth projected with lens distortion), actions [N] (str)."""
+        if not self._parts["actions"]:
+            raise ValueError("nothing to evaluate: no batch with a valid view was added")
+        return {k: np.concatenate(v) for k, v in self._parts.items()}
+
+    def results(self, pck2d_threshold: float) -> dict[str, Any]:
+        """`compute_results` over everything collected, plus `num_frames` (examples added)."""
+        a = self.arrays()
+        out = compute_results(a["pred_cam"], a["gt_cam"], a["pred_2d"], a["gt_2d"],
+                              a["actions"], self.image_size, pck2d_threshold)
+        out["num_frames"] = self.num_frames
+        return out
+
+
+def _metric_values(pred_cam, gt_cam, pred_2d, gt_2d, threshold_px) -> dict[str, np.ndarray]:
+    """Per-sample values [N] of every metric of METRIC_KEYS, in chunks of samples (bounded memory
+    for whole test sets)."""
+    parts, chunk = {k: [] for k in METRIC_KEYS}, _CHUNK
+    for start in range(0, pred_cam.shape[0], chunk):
+        p, g = pred_cam[start:start + chunk], gt_cam[start:start + chunk]
+        p2, g2 = pred_2d[start:start + chunk], gt_2d[start:start + chunk]
+        for k, v in (("mpjpe", metrics.mpjpe(p, g)), ("n_mpjpe", metrics.n_mpjpe(p, g)),
+                     ("p_mpjpe", metrics.p_mpjpe(p, g)), ("pck3d", metrics.pck3d(p, g)),
+                     ("auc3d", metrics.auc3d(p, g)),
+                     ("pck2d", metrics.pck2d(p2, g2, threshold_px))):
+            parts[k].append(np.asarray(v, np.float64))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _swap_pairs(joints_NxJxD, swap_NxP):
+    first, second = (np.array(side) for side in zip(*skeleton.LR_PAIRS))
+    out = np.array(joints_NxJxD)
+    swap = swap_NxP[..., None]
+    out[:, first] = np.where(swap, joints_NxJxD[:, second], joints_NxJxD[:, first])
+    out[:, second] = np.where(swap, joints_NxJxD[:, first], joints_NxJxD[:, second])
+    return out
+
+
+def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
+                    actions_N: Sequence[str], image_size: int,
+                    pck2d_threshold: float) -> dict[str, Any]:
+    """The results of DESIGN §11 over N evaluated samples.
+
+    Args:
+        pred_cam_NxJx3: predicted joints, camera frame, mm.
+        gt_cam_NxJx3: ground-truth joints, same camera frame, mm.
+        pred_2d_NxJx2: predicted joints, crop pixels.
+        gt_2d_NxJx2: ground-truth joints projected into the crop, crop pixels.
+        actions_N: action name of each sample (per-action table).
+        image_size: crop side N, pixels.
+        pck2d_threshold: 2D PCK threshold as a fraction of the crop side.
+
+    Returns:
+        Python floats: METRIC_KEYS as predicted (mm for errors, fractions for PCK/AUC); the same
+        keys + "_global_flip" (one relabelling for the whole set, applied when it lowers the
+        overall MPJPE; `global_flip_applied` says whether it was) and + "_oracle" (per-pair swap
+        reading the ground truth); `per_action` {action: {metric: value, "num_examples": n}} as
+        predicted; `num_examples` N; `pck2d_threshold` and `pck2d_threshold_px`.
+    """
+    pred_cam = np.asarray(pred_cam_NxJx3, np.float32)
+    gt_cam = np.asarray(gt_cam_NxJx3, np.float32)
+    pred_2d = np.asarray(pred_2d_NxJx2, np.float32)
+    gt_2d = np.asarray(gt_2d_NxJx2, np.float32)
+    actions = [_text(a) for a in actions_N]
+    n = pred_cam.shape[0]
+    if n == 0:
+        raise ValueError("nothing to evaluate: no samples")
+    if not (gt_cam.shape[0] == pred_2d.shape[0] == gt_2d.shape[0] == len(actions) == n):
+        raise ValueError(
+            f"sample counts differ: pred_cam {n}, gt_cam {gt_cam.shape[0]}, pred_2d "
+            f"{pred_2d.shape[0]}, gt_2d {gt_2d.shape[0]}, actions {len(actions)}")
+    threshold_px = float(pck2d_threshold) * int(image_size)
+    values = _metric_values(pred_cam, gt_cam, pred_2d, gt_2d, threshold_px)
+    results: dict[str, Any] = {k: float(v.mean()) for k, v in values.items()}
+
+    flipped = _metric_values(np.asarray(metrics.flip_left_right(pred_cam)), gt_cam,
+                             np.asarray(metrics.flip_left_right(pred_2d)), gt_2d, threshold_px)
+    flip = bool(flipped["mpjpe"].mean() < values["mpjpe"].mean())
+    for k in METRIC_KEYS:
+        results[k + GLOBAL_FLIP_SUFFIX] = float((flipped if flip else values)[k].mean())
+    results["global_flip_applied"] = flip
+
+    oracle_cam = np.asarray(metrics.oracle_lr_swap(pred_cam, gt_cam))
+    first = np.array([a for a, _ in skeleton.LR_PAIRS])
+    # A pair was swapped where its first joint moved (a pair of equal joints swaps to itself).
+    swap_NxP = np.any(oracle_cam[:, first] != pred_cam[:, first], axis=-1)
+    oracle = _metric_values(oracle_cam, gt_cam, _swap_pairs(pred_2d, swap_NxP), gt_2d,
+                            threshold_px)
+    for k in METRIC_KEYS:
+        results[k + ORACLE_SUFFIX] = float(oracle[k].mean())
+
+    per_action: dict[str, dict[str, float]] = {}
+    for k in METRIC_KEYS:
+        for action, value in metrics.group_mean(values[k], actions).items():
+            if action != metrics.ALL_KEY:
+                per_action.setdefault(action, {})[k] = value
+    names, counts = np.unique(np.asarray(actions, dtype=str), return_counts=True)
+    for action, count in zip(names.tolist(), counts.tolist()):
+        per_action[action]["num_examples"] = count
+    results["per_action"] = per_action
+    results["num_examples"] = n
+    results["pck2d_threshold"] = float(pck2d_threshold)
+    results["pck2d_threshold_px"] = threshold_px
+    return results
+
+
+_LABELS = {
+    "mpjpe": "MPJPE (mm)",
+    "n_mpjpe": "N-MPJPE (mm)",
+    "p_mpjpe": "P-MPJPE (mm)",
+    "pck3d": "3D-PCK @150 mm",
+    "auc3d": "AUC 0-150 mm",
+    "pck2d": "2D-PCK",
+}
+
+
+def _format(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.1f}" if key in _MM_KEYS else f"{value:.3f}"
+
+
+def results_markdown(results: Mapping[str, Any], title: str) -> str:
+    """Renders `compute_results`'s output as Markdown: the metrics table, then per action.
+
+    Args:
+        results: a dict from `compute_results` / `Accumulator.results`.
+        title: heading of the section.
+
+    Returns:
+        Markdown text (errors in mm with one decimal, PCK/AUC as fractions with three).
+    """
+    flip_note = "applied" if results["global_flip_applied"] else "not applied"
+    counts = f"{results['num_examples']} view-samples"
+    if "num_frames" in results:
+        counts += f" from {results['num_frames']} frames"
+    lines = [
+        f"## {title}", "",
+        f"{counts}. 2D-PCK threshold: {results['pck2d_threshold']:g} x crop side "
+        f"= {results['pck2d_threshold_px']:g} px.", "",
+        "| metric | as predicted | global flip (one bit of truth) "
+        "| oracle per-joint swap (authors' protocol, reads truth) |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in METRIC_KEYS:
+        cells = [_format(k, results.get(k + s)) for s in ("", GLOBAL_FLIP_SUFFIX, ORACLE_SUFFIX)]
+        lines.append(f"| {_LABELS[k]} | " + " | ".join(cells) + " |")
+    lines += [
+        "", f"Global left/right relabelling: {flip_note} (chosen by the lower overall MPJPE).",
+        "", "### Per action (as predicted)", "",
+        "| action | MPJPE (mm) | P-MPJPE (mm) | samples |", "|---|---:|---:|---:|",
+    ]
+    for action, row in sorted(results["per_action"].items()):
+        lines.append(f"| {action} | {_format('mpjpe', row['mpjpe'])} | "
+                     f"{_format('p_mpjpe', row['p_mpjpe'])} | {row['num_examples']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _json_ready(value):
+    """Replaces non-finite floats by None (strict JSON has no NaN) and NumPy scalars by Python."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def write_results(results: Mapping[str, Any], workdir: str, title: str) -> tuple[str, str]:
+    """Writes `<workdir>/results.json` and `<workdir>/results.md`, each atomically (temp + rename).
+
+    Args:
+        results: a dict from `compute_results` / `Accumulator.results`.
+        workdir: output folder (created if missing).
+        title: heading of the Markdown section.
+
+    Returns:
+        (json_path, md_path).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    json_path = os.path.join(workdir, "results.json")
+    md_path = os.path.join(workdir, "results.md")
+    _write_atomic(json_path, json.dumps(_json_ready(results), indent=2, sort_keys=True,
+                                        allow_nan=False) + "\n")
+    _write_atomic(md_path, results_markdown(results, title))
+    return json_path, md_path

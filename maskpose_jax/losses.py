@@ -1,0 +1,334 @@
+"""Training losses (DESIGN §7-§8): mask terms from the foreground masks only, and the oracle.
+
+Per-example terms (pure, written for one example):
+- `skeleton_mask_loss`: L_skel = mean(W (S - M)^2 [S > clip]) over the pixels of one mask.
+- `physique_loss`: L_phys = mean(W (P - M)^2).
+- `symmetry_loss`: left/right bone lengths equal, pelvis at the hips' midpoint, thorax at the
+  shoulders' midpoint (metres^2).
+- `agreement_loss`: the views' world-frame poses coincide after root alignment (metres).
+- `oracle_loss`: L1 to ground-truth 2.5D targets (supervised `oracle` variant only).
+
+Batched compositions used by the train step:
+- `mask_terms`: triangulate the root, lift, project into every view, draw the Skeleton Masks,
+  run the physique network once on all of them, and average the switched-on terms. Reads only
+  image-side data (mask, weight, cameras, crop): no ground truth enters it.
+- `oracle_terms`: reads `joints_world`; only the clearly labelled supervised variant calls it.
+
+Averaging: a term is averaged per example over its valid items (mask pairs or views), then over
+the batch. The mask pairs of an example are the own views (v, v) and, with cross-view on, every
+ordered pair (v, w), v != w, of valid views: V^2 masks for V valid views, all weighted alike.
+Views with view_valid = 0 contribute nothing, whatever their data (it is replaced before use).
+Every example must have at least one valid view.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskpose_jax import multiview
+from maskpose_jax import render
+from maskpose_jax import skeleton
+
+_MM_TO_M = 1e-3
+# Added under square roots of squared lengths (m^2) so their gradient stays finite at 0.
+_SQRT_EPS_M2 = 1e-12
+
+TERMS = ("skel", "phys", "sym", "agree")
+DIAGNOSTICS = ("mask_iou", "skel_iou", "root_depth_mm", "triangulated")
+
+_HIPS = (skeleton.JOINT_INDEX["r_hip"], skeleton.JOINT_INDEX["l_hip"])
+_SHOULDERS = (skeleton.JOINT_INDEX["r_shoulder"], skeleton.JOINT_INDEX["l_shoulder"])
+
+
+# --- Per-example terms -----------------------------------------------------------------------
+
+
+def skeleton_mask_loss(skel_HxW, mask_HxW, weight_HxW, clip_threshold):
+    """L_skel of one mask: mean over pixels of W (S - M)^2 where S > clip_threshold, else 0.
+
+    Args:
+        skel_HxW: Skeleton Mask S in [0, 1].
+        mask_HxW: foreground mask M in [0, 1].
+        weight_HxW: pixel weights W (geodesic weights, or ones).
+        clip_threshold: pixels with S <= threshold are left out (they count as 0 in the mean).
+
+    Returns:
+        Scalar loss.
+    """
+    keep_HxW = skel_HxW > clip_threshold
+    return jnp.mean(jnp.where(keep_HxW, weight_HxW * (skel_HxW - mask_HxW) ** 2, 0.0))
+
+
+def physique_loss(phys_HxW, mask_HxW, weight_HxW):
+    """L_phys of one mask: mean over pixels of W (P - M)^2.
+
+    Args:
+        phys_HxW: Physique Mask P in (0, 1).
+        mask_HxW: foreground mask M in [0, 1].
+        weight_HxW: pixel weights W.
+
+    Returns:
+        Scalar loss.
+    """
+    return jnp.mean(weight_HxW * (phys_HxW - mask_HxW) ** 2)
+
+
+def _length_m(vec_Nx3_m):
+    return jnp.sqrt(jnp.sum(vec_Nx3_m ** 2, axis=-1) + _SQRT_EPS_M2)
+
+
+def symmetry_loss(joints_Jx3_mm):
+    """L_sym of one 3D pose (any rigid frame), in metres^2.
+
+    mean over the 6 mirrored limbs (`skeleton.SYMMETRIC_LIMBS`) of (|limb| - |mirror|)^2, plus
+    the mean of |pelvis - hips' midpoint|^2 and |thorax - shoulders' midpoint|^2.
+
+    Args:
+        joints_Jx3_mm: joints in the 17-joint order, mm.
+
+    Returns:
+        Scalar loss, m^2.
+    """
+    joints_Jx3 = joints_Jx3_mm * _MM_TO_M
+    limbs = np.array([limb for limb, _ in skeleton.SYMMETRIC_LIMBS])
+    mirrors = np.array([mirror for _, mirror in skeleton.SYMMETRIC_LIMBS])
+    length_L = _length_m(joints_Jx3[limbs[:, 1]] - joints_Jx3[limbs[:, 0]])
+    mirror_length_L = _length_m(joints_Jx3[mirrors[:, 1]] - joints_Jx3[mirrors[:, 0]])
+    pairs = np.array([_HIPS, _SHOULDERS])
+    centres_2x3 = joints_Jx3[np.array([skeleton.PELVIS, skeleton.THORAX])]
+    offset_2x3 = centres_2x3 - 0.5 * (joints_Jx3[pairs[:, 0]] + joints_Jx3[pairs[:, 1]])
+    return (jnp.mean((length_L - mirror_length_L) ** 2)
+            + jnp.mean(jnp.sum(offset_2x3 ** 2, axis=-1)))
+
+
+def agreement_loss(joints_world_VxJx3_mm, view_valid_V):
+    """L_agree of one example: mean root-aligned joint distance between views, in metres.
+
+    Each view's world pose is moved so that its pelvis is at the origin; the loss is the mean,
+    over ordered pairs of distinct valid views and over joints, of the Euclidean distance between
+    the two poses' joints (an MPJPE between views). 0 with fewer than two valid views.
+
+    Args:
+        joints_world_VxJx3_mm: one world-frame pose per view, mm.
+        view_valid_V: 1 for a real view, 0 for padding.
+
+    Returns:
+        Scalar loss, m.
+    """
+    num_views = joints_world_VxJx3_mm.shape[0]
+    valid_V = jnp.asarray(view_valid_V, jnp.float32)
+    rel_VxJx3 = (joints_world_VxJx3_mm
+                 - joints_world_VxJx3_mm[:, skeleton.PELVIS:skeleton.PELVIS + 1]) * _MM_TO_M
+    dist_VxV = jnp.mean(_length_m(rel_VxJx3[:, None] - rel_VxJx3[None, :]), axis=-1)
+    pair_VxV = valid_V[:, None] * valid_V[None, :] * (1.0 - jnp.eye(num_views))
+    return jnp.sum(pair_VxV * dist_VxV) / jnp.maximum(jnp.sum(pair_VxV), 1.0)
+
+
+def oracle_loss(keypoints_VxJx3, targets_VxJx3, view_valid_V):
+    """Supervised L1 between predicted and ground-truth 2.5D keypoints (oracle variant ONLY).
+
+    Args:
+        keypoints_VxJx3: detector output (x, y, z) per view.
+        targets_VxJx3: `multiview.oracle_targets` of the true pose.
+        view_valid_V: 1 for a real view, 0 for padding.
+
+    Returns:
+        Scalar mean absolute error over valid views, joints and coordinates.
+    """
+    valid_V = jnp.asarray(view_valid_V, jnp.float32)
+    err_V = jnp.mean(jnp.abs(keypoints_VxJx3 - targets_VxJx3), axis=(1, 2))
+    return jnp.sum(valid_V * err_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
+
+
+# --- Batched compositions --------------------------------------------------------------------
+
+
+def _view_valid(batch, num_examples, num_views):
+    if "view_valid" in batch:
+        return jnp.asarray(batch["view_valid"], jnp.float32)
+    return jnp.ones((num_examples, num_views), jnp.float32)
+
+
+def _safe_cameras(batch, valid_BxV):
+    """crop, intrinsics, extrinsics, distortion with invalid views replaced by the first valid."""
+    first_B = jnp.argmax(valid_BxV > 0, axis=1)
+    out = []
+    for key in ("crop", "intrinsics", "extrinsics", "distortion"):
+        value = jnp.asarray(batch[key], jnp.float32)
+        ref = jnp.take_along_axis(value, first_B.reshape((-1,) + (1,) * (value.ndim - 1)), 1)
+        keep = (valid_BxV > 0).reshape(valid_BxV.shape + (1,) * (value.ndim - 2))
+        out.append(jnp.where(keep, value, ref))
+    return out
+
+
+def _weighted_mean(values_BxP, weights_BxP):
+    """Per-example weighted mean over the last axis, then the mean over examples."""
+    per_example_B = (jnp.sum(weights_BxP * values_BxP, axis=1)
+                     / jnp.maximum(jnp.sum(weights_BxP, axis=1), 1.0))
+    return jnp.mean(per_example_B)
+
+
+def _per_pair(fn):
+    """Maps a per-mask function over the leading B and P axes."""
+    return jax.vmap(jax.vmap(fn))
+
+
+def _iou(pred_HxW, target_HxW):
+    pred, target = pred_HxW > 0.5, target_HxW > 0.5
+    union = jnp.sum(pred | target)
+    return jnp.sum(pred & target) / jnp.maximum(union, 1)
+
+
+def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
+               depth_range_mm):
+    """The unsupervised loss terms of a batch (DESIGN §7-§8); no ground truth is read.
+
+    Per example: the pelvis is triangulated from the valid views (no gradient; single-view
+    examples use `multiview.fallback_root_depth`), every view is lifted to 3D around it, and, with
+    cross-view on and V >= 2, each view's pose is projected into every view. Skeleton Masks are
+    drawn at N x N for the own views (from the predicted x, y directly) and the cross-view pairs,
+    `physique_apply` runs once on all of them, and each term is averaged as the module docstring
+    says. A switched-off term is not computed and maps to 0.0.
+
+    Args:
+        keypoints_BxVxJx3: detector output (x, y, z) per example and view, see `multiview`.
+        batch: training batch of jnp/np arrays: mask and weight BxVxNxN, intrinsics BxVx3x3,
+          extrinsics BxVx3x4 (world -> camera, mm), crop BxVx2x3, distortion BxVx5, optional
+          view_valid BxV (missing = all ones).
+        physique_apply: MxNxN Skeleton Masks -> MxNxN Physique Masks (the caller closes over the
+          physique parameters and decides their stop-gradients); called once, only if use_phys.
+        loss_config: `config.loss` (body_width, clip_threshold, use_geodesic, cross_view,
+          phys_cross_view, use_skel, use_phys, use_sym, use_agree); switches are read as
+          Python bools. With phys_cross_view off, the physique network sees own views only.
+        image_size: crop side N, pixels (static int).
+        depth_range_mm: the detector's depth span (config.model.depth_range_mm), mm.
+
+    Returns:
+        dict of scalars: the terms "skel", "phys", "sym" (m^2), "agree" (m), batch means, and the
+        diagnostics "mask_iou" (Physique vs. foreground mask at 0.5, own views; 0 without
+        use_phys), "skel_iou" (Skeleton vs. foreground mask at 0.5, own views; 0 when nothing is
+        drawn), "root_depth_mm" (root depth over valid views) and "triangulated" (fraction of
+        examples with >= 2 valid views).
+    """
+    num_examples, num_views, num_joints, _ = keypoints_BxVxJx3.shape
+    use_skel, use_phys = bool(loss_config.use_skel), bool(loss_config.use_phys)
+    use_sym = bool(loss_config.use_sym)
+    use_agree = bool(loss_config.use_agree) and num_views >= 2
+    cross = bool(loss_config.cross_view) and num_views >= 2
+    draw = use_skel or use_phys
+    size = int(image_size)
+    body_width = float(loss_config.body_width)
+
+    keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
+    valid_BxV = _view_valid(batch, num_examples, num_views)
+    crop, intrinsics, extrinsics, distortion = _safe_cameras(batch, valid_BxV)
+
+    # Mask pair p = (source pose v, target view w): static index tables.
+    if cross:
+        source_P, target_P = (a.reshape(-1) for a in np.meshgrid(
+            np.arange(num_views), np.arange(num_views), indexing="ij"))
+    else:
+        source_P = target_P = np.arange(num_views)
+    own_P = source_P == target_P
+
+    def per_example(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
+                    distortion_Vx5, valid_V):
+        out = {}
+        root_world_3 = multiview.triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
+                                                  extrinsics_Vx3x4, size, valid_V, depth_range_mm)
+        joints_cam_VxJx3, joints_world_VxJx3 = multiview.lift_views(
+            keypoints_VxJx3, root_world_3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, size,
+            depth_range_mm)
+        root_depth_V = jax.vmap(lambda e: (e[:, :3] @ root_world_3 + e[:, 3])[2])(
+            extrinsics_Vx3x4)
+        out["root_depth_mm"] = jnp.sum(valid_V * root_depth_V) / jnp.maximum(jnp.sum(valid_V), 1)
+        if draw:
+            own_VxJx2 = keypoints_VxJx3[:, :, :2]
+            if cross:
+                kp_VxVxJx2 = multiview.project_to_views(joints_world_VxJx3, crop_Vx2x3,
+                                                        intrinsics_Vx3x3, extrinsics_Vx3x4,
+                                                        distortion_Vx5, size)
+                kp_PxJx2 = kp_VxVxJx2.reshape(-1, num_joints, 2)
+                kp_PxJx2 = jnp.where(own_P[:, None, None], own_VxJx2[source_P], kp_PxJx2)
+            else:
+                kp_PxJx2 = own_VxJx2
+            out["skel_PxNxN"] = jax.vmap(
+                lambda k: render.skeleton_mask(k, size, body_width))(kp_PxJx2)
+        if use_sym:
+            sym_V = jax.vmap(symmetry_loss)(joints_cam_VxJx3)
+            out["sym"] = jnp.sum(valid_V * sym_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
+        if use_agree:
+            out["agree"] = agreement_loss(joints_world_VxJx3, valid_V)
+        return out
+
+    per = jax.vmap(per_example)(keypoints_BxVxJx3, crop, intrinsics, extrinsics, distortion,
+                                valid_BxV)
+    zero = jnp.zeros((), jnp.float32)
+    result = {name: zero for name in TERMS + DIAGNOSTICS}
+    result["root_depth_mm"] = jnp.mean(per["root_depth_mm"])
+    result["triangulated"] = jnp.mean((jnp.sum(valid_BxV > 0, axis=1) >= 2).astype(jnp.float32))
+    if use_sym:
+        result["sym"] = jnp.mean(per["sym"])
+    if use_agree:
+        result["agree"] = jnp.mean(per["agree"])
+    if not draw:
+        return result
+
+    valid_BxVx1x1 = valid_BxV[:, :, None, None] > 0
+    mask_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
+    if bool(loss_config.use_geodesic):
+        weight_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["weight"], jnp.float32), 0.0)
+    else:
+        weight_BxVxNxN = jnp.ones_like(mask_BxVxNxN)
+    pair_BxP = valid_BxV[:, source_P] * valid_BxV[:, target_P]
+    mask_BxPxNxN, weight_BxPxNxN = mask_BxVxNxN[:, target_P], weight_BxVxNxN[:, target_P]
+    skel_BxPxNxN = per["skel_PxNxN"]
+    own_idx = np.flatnonzero(own_P)
+    own_valid_BxV = pair_BxP[:, own_idx]
+    result["skel_iou"] = _weighted_mean(
+        _per_pair(_iou)(skel_BxPxNxN[:, own_idx], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
+    if use_skel:
+        clip = float(loss_config.clip_threshold)
+        skel_BxP = _per_pair(lambda s, m, w: skeleton_mask_loss(s, m, w, clip))(
+            skel_BxPxNxN, mask_BxPxNxN, weight_BxPxNxN)
+        result["skel"] = _weighted_mean(skel_BxP, pair_BxP)
+    if use_phys:
+        # The physique network is the costly part: by default it sees the own views only.
+        phys_idx = (np.arange(len(source_P)) if bool(loss_config.phys_cross_view)
+                    else own_idx)
+        skel_BxQxNxN = skel_BxPxNxN[:, phys_idx]
+        phys_BxQxNxN = physique_apply(skel_BxQxNxN.reshape((-1, size, size))).reshape(
+            skel_BxQxNxN.shape)
+        phys_BxQ = _per_pair(physique_loss)(phys_BxQxNxN, mask_BxPxNxN[:, phys_idx],
+                                            weight_BxPxNxN[:, phys_idx])
+        result["phys"] = _weighted_mean(phys_BxQ, pair_BxP[:, phys_idx])
+        own = np.searchsorted(phys_idx, own_idx)
+        result["mask_iou"] = _weighted_mean(
+            _per_pair(_iou)(phys_BxQxNxN[:, own], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
+    return result
+
+
+def oracle_terms(keypoints_BxVxJx3, batch, image_size, depth_range_mm):
+    """The supervised oracle term (the `oracle` variant ONLY): L1 to ground-truth 2.5D targets.
+
+    Args:
+        keypoints_BxVxJx3: detector output (x, y, z) per example and view.
+        batch: batch with joints_world BxJx3 (mm), crop, intrinsics, extrinsics, distortion and
+          optional view_valid, shapes as in `mask_terms`.
+        image_size: crop side N, pixels (static int).
+        depth_range_mm: the detector's depth span, mm.
+
+    Returns:
+        {"oracle": scalar}, the batch mean of `oracle_loss`.
+    """
+    num_examples, num_views = keypoints_BxVxJx3.shape[:2]
+    valid_BxV = _view_valid(batch, num_examples, num_views)
+    crop, intrinsics, extrinsics, distortion = _safe_cameras(batch, valid_BxV)
+    targets_BxVxJx3 = jax.vmap(
+        lambda j, c, k, e, d: multiview.oracle_targets(j, c, k, e, d, int(image_size),
+                                                       depth_range_mm))(
+        jnp.asarray(batch["joints_world"], jnp.float32), crop, intrinsics, extrinsics, distortion)
+    targets_BxVxJx3 = jax.lax.stop_gradient(targets_BxVxJx3)
+    loss_B = jax.vmap(oracle_loss)(jnp.asarray(keypoints_BxVxJx3, jnp.float32), targets_BxVxJx3,
+                                   valid_BxV)
+    return {"oracle": jnp.mean(loss_B)}

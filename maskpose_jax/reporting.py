@@ -1,0 +1,161 @@
+"""Training reports: one console line, one JSON line and TensorBoard scalars per log step.
+
+Everything lands under the run's workdir:
+    <workdir>/metrics.jsonl    one JSON object per `scalars` call (appended, so a resumed run
+                               continues the same file)
+    <workdir>/tensorboard/     tensorboardX event files (scalars, image panels, Markdown text)
+
+Only the primary process (process index 0 in a multi-host run) writes or prints; the others
+construct a `Reporter` with `is_primary=False` and every call becomes a no-op, so the training
+loop needs no `if` around its reporting.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorboardX
+
+
+def format_duration(seconds):
+    """Compact duration for the console: '42s', '25m10s', '3h05m'; '?' when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class Reporter:
+    """Writes the training reports of one run (console, `metrics.jsonl`, TensorBoard).
+
+    Scalar names are used verbatim as TensorBoard tags and JSON keys, so a caller that wants
+    TensorBoard groups names them "train/skel", "eval/mpjpe", ...; the `stage` (cascade stage
+    name, or e.g. "eval") goes to the console line and to the JSON line, not into the tags, so
+    one loss keeps one curve across the cascade.
+
+    Throughput is measured between consecutive `scalars` calls: (step difference) / (wall time
+    difference). A call at the same step as the previous one (e.g. evaluation metrics logged
+    right after training metrics) keeps the previous rate. The ETA is
+    (total_steps - step) / rate.
+    """
+
+    def __init__(self, workdir, total_steps, is_primary=True):
+        """Opens the report files (primary process only).
+
+        Args:
+            workdir: the run directory; created if missing.
+            total_steps: the step count at which training ends (for the ETA and the console).
+            is_primary: False on every process but one: that Reporter writes and prints nothing.
+        """
+        self.workdir = os.fspath(workdir)
+        self.total_steps = int(total_steps)
+        self.is_primary = bool(is_primary)
+        self._last_step = None
+        self._last_time = None
+        self._steps_per_sec = None
+        self._jsonl = None
+        self._writer = None
+        if self.is_primary:
+            os.makedirs(self.workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a", encoding="utf-8")
+            self._writer = tensorboardX.SummaryWriter(
+                logdir=os.path.join(self.workdir, "tensorboard"), flush_secs=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _update_rate(self, step, now):
+        if self._last_step is not None:
+            d_step, d_time = step - self._last_step, now - self._last_time
+            if d_step == 0:
+                return  # same step again: keep the reference point and the rate
+            # A step that went back (a restarted loop) makes the old rate stale.
+            self._steps_per_sec = d_step / d_time if d_step > 0 and d_time > 0 else None
+        self._last_step, self._last_time = step, now
+
+    def _check_open(self):
+        if self._jsonl is None:
+            raise RuntimeError(f"the Reporter of {self.workdir} is closed")
+
+    def console_line(self, step, stage, values):
+        """The console line for these values with the current rate and ETA (no side effects)."""
+        parts = [f"step {step}/{self.total_steps}", f"[{stage}]"]
+        parts += [f"{name} {value:.4g}" for name, value in values.items()]
+        line = " ".join(parts)
+        rate = self._steps_per_sec
+        if rate is None:
+            return line + " | ? steps/s | ETA ?"
+        eta = max(self.total_steps - step, 0) / rate
+        rate_text = f"{rate:.3g}" if rate < 100 else f"{rate:.0f}"
+        return line + f" | {rate_text} steps/s | ETA {format_duration(eta)}"
+
+    def scalars(self, step, stage, values):
+        """Reports a dict of scalars at one step.
+
+        Prints `step 1200/6000 [structure] skel 0.0123 sym 0.004 | 3.2 steps/s | ETA 25m10s`,
+        appends {"step", "stage", "time" (Unix seconds), **values} to metrics.jsonl (flushed) and
+        writes one TensorBoard scalar per value.
+
+        Args:
+            step: the training step (int or integer scalar).
+            stage: cascade stage name (or another label such as "eval").
+            values: {name: scalar}; Python, NumPy or JAX scalars (converted with float()).
+        """
+        if not self.is_primary:
+            return
+        self._check_open()
+        step = int(step)
+        now = time.time()
+        values = {str(name): float(value) for name, value in values.items()}
+        self._update_rate(step, now)
+        print(self.console_line(step, stage, values), flush=True)
+        record = {"step": step, "stage": str(stage), "time": now, **values}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for name, value in values.items():
+            self._writer.add_scalar(name, value, global_step=step, walltime=now)
+        self._writer.flush()
+
+    def images(self, step, images):
+        """Writes TensorBoard images.
+
+        Args:
+            step: the training step.
+            images: {tag: HxWx3 uint8 RGB image}.
+        """
+        if not self.is_primary:
+            return
+        self._check_open()
+        for tag, image_HxWx3 in images.items():
+            image_HxWx3 = np.asarray(image_HxWx3)
+            if image_HxWx3.dtype != np.uint8 or image_HxWx3.ndim != 3 or image_HxWx3.shape[-1] != 3:
+                raise ValueError(f"image {tag!r} must be HxWx3 uint8, got "
+                                 f"{image_HxWx3.shape} {image_HxWx3.dtype}")
+            self._writer.add_image(tag, image_HxWx3, global_step=int(step), dataformats="HWC")
+        self._writer.flush()
+
+    def text(self, step, tag, markdown):
+        """Writes a Markdown text summary (e.g. the config, or a results table)."""
+        if not self.is_primary:
+            return
+        self._check_open()
+        self._writer.add_text(tag, str(markdown), global_step=int(step))
+        self._writer.flush()
+
+    def close(self):
+        """Flushes and closes the files; later calls are errors, a second close is harmless."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None

@@ -1,0 +1,90 @@
+"""The cascade as one optax transformation: stage gates, schedules, frozen state untouched."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from maskpose_jax import cascade
+
+
+def _stages():
+    def stage(name, steps, trainable, lr, **w):
+        return ml_collections.ConfigDict(dict(name=name, steps=steps, trainable=trainable,
+                                              learning_rate=lr, loss_weights=w))
+    return [stage("a", 3, ("detector",), 0.1, skel=1.0, sym=0.5),
+            stage("b", 2, ("physique",), 0.2, phys=2.0),
+            stage("c", 2, ("detector", "physique"), 0.05, skel=1.0, phys=1.0)]
+
+
+TRAIN = ml_collections.ConfigDict(dict(grad_clip_norm=0.0, weight_decay=0.0, warmup_steps=1))
+
+
+def test_schedules_follow_the_stages():
+    stages = _stages()
+    assert cascade.stage_starts(stages) == (0, 3, 5, 7)
+    names = [cascade.stage_name(s, stages) for s in range(9)]
+    assert names == ["a"] * 3 + ["b"] * 2 + ["c"] * 4
+    weights = [jax.tree.map(float, cascade.loss_weights(s, stages)) for s in (0, 3, 6)]
+    assert weights[0]["skel"] == 1.0 and weights[0]["sym"] == 0.5 and weights[0]["phys"] == 0.0
+    assert weights[1]["phys"] == 2.0 and weights[1]["skel"] == 0.0
+    assert weights[2]["phys"] == 1.0
+    rates = [float(cascade.learning_rate(s, stages, 2)) for s in range(7)]
+    np.testing.assert_allclose(rates, [0.05, 0.1, 0.1, 0.1, 0.2, 0.025, 0.05], rtol=1e-6)
+
+
+def test_gate_freezes_modules_and_their_state():
+    stages = _stages()
+    optimizer = cascade.make_optimizer(stages, TRAIN)
+    params = {"detector": {"w": jnp.ones(3)}, "physique": {"w": jnp.ones(2)}}
+    grads = {"detector": {"w": jnp.full(3, 0.5)}, "physique": {"w": jnp.full(2, -1.0)}}
+    state = optimizer.init(params)
+    update = jax.jit(optimizer.update)
+    moved = []
+    reference = optax.adam(0.1)  # the detector in stage a is plain Adam at lr 0.1
+    ref_state = reference.init(params["detector"])
+    for step in range(7):
+        before = jax.tree.map(np.asarray, state)
+        updates, state = update(grads, state, params)
+        moved.append({m: bool(np.any(np.asarray(updates[m]["w"]) != 0)) for m in params})
+        if step < 3:
+            ref_updates, ref_state = reference.update(grads["detector"], ref_state)
+            np.testing.assert_allclose(updates["detector"]["w"], ref_updates["w"], rtol=1e-6)
+        if step in (3, 4):  # detector frozen: its Adam state is exactly the one of step 2
+            det_before = before.inner_states["detector"].inner_state.inner
+            det_after = state.inner_states["detector"].inner_state.inner
+            jax.tree.map(np.testing.assert_array_equal, det_before, det_after)
+    assert [m["detector"] for m in moved] == [True] * 3 + [False] * 2 + [True] * 2
+    assert [m["physique"] for m in moved] == [False] * 3 + [True] * 4
+    assert state.inner_states["physique"].inner_state.count == 7  # the global step
+    assert state.inner_states["physique"].inner_state.inner[0].count == 4  # its active steps
+
+
+def test_one_compilation_across_stages():
+    stages = _stages()
+    optimizer = cascade.make_optimizer(stages, TRAIN)
+    params = {"detector": {"w": jnp.ones(3)}, "physique": {"w": jnp.ones(2)}}
+    state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, state):
+        grads = jax.tree.map(jnp.ones_like, params)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(7):
+        params, state = step(params, state)
+    assert step._cache_size() == 1
+
+
+def test_bad_stages_name_the_key():
+    stages = _stages()
+    stages[1].trainable = ("decoder",)
+    with pytest.raises(ValueError, match=r"config.stages\[1\]"):
+        cascade.validate_stages(stages)
+    stages = _stages()
+    stages[2].loss_weights.bogus = 1.0
+    with pytest.raises(ValueError, match="bogus"):
+        cascade.validate_stages(stages)

@@ -1,0 +1,240 @@
+"""The trainer on the tiny config: sharded == single device, one compilation across stages, no
+ground truth in training, non-finite stop, and end to end (train, evaluate, resume, kill)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import data_builders
+from experiments.configs import tiny
+from maskpose_jax import cascade
+from maskpose_jax import checkpoint
+from maskpose_jax import input_pipeline
+from maskpose_jax import losses
+from maskpose_jax import sharding
+from maskpose_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tfds"))
+    train.get_builder(_config(path))  # builds the tiny dataset once
+    return path
+
+
+def _config(data_dir, variant="default"):
+    config = tiny.get_config(variant)
+    config.data.data_dir = data_dir
+    return config
+
+
+def _setup(config, mesh):
+    builder = train.get_builder(config)
+    source = data_builders.data_source(builder, "train")
+    image_size = train.image_size_of(source)
+    detector, physique = train.create_models(config)
+    optimizer = cascade.make_optimizer(config.stages, config.train)
+    state = train.init_state(config, detector, physique, optimizer, image_size, mesh)
+    step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
+    return source, state, step
+
+
+def _batches(config, source, count):
+    iterator = iter(train.make_train_dataset(config, source))
+    return [next(iterator) for _ in range(count)]
+
+
+def test_sharded_step_equals_single_device(data_dir):
+    assert jax.device_count() == 4
+    config = _config(data_dir)
+    params = {}
+    for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
+        mesh = sharding.make_mesh(devices)
+        source, state, step = _setup(config, mesh)
+        for batch in _batches(config, source, 2):
+            state, metrics = step(state, sharding.shard_batch(batch, mesh))
+        assert bool(metrics["finite"])
+        params[name] = jax.device_get(state.params)
+    flat_four = jax.tree.leaves(params["four"])
+    flat_one = jax.tree.leaves(params["one"])
+    moved = 0
+    for a, b in zip(flat_four, flat_one):
+        # Adam moves each parameter by ~1e-3 a step: 1e-5 is 1% of one update.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        moved += 1
+    assert moved > 10
+
+
+def test_one_compilation_across_stage_boundaries(data_dir):
+    config = _config(data_dir)
+    mesh = sharding.make_mesh()
+    source, state, step = _setup(config, mesh)
+    total = cascade.total_steps(config.stages)
+    stages_seen = set()
+    for i, batch in enumerate(_batches(config, source, total)):
+        stages_seen.add(cascade.stage_name(i, config.stages))
+        state, _ = step(state, sharding.shard_batch(batch, mesh))
+    assert stages_seen == {"structure", "shape", "joint"}
+    assert step._cache_size() == 1
+
+
+@pytest.mark.parametrize("variant", ["default", "no_physique", "single_view", "no_cascade"])
+def test_training_batches_carry_no_ground_truth(data_dir, variant):
+    config = _config(data_dir, variant)
+    source = data_builders.data_source(train.get_builder(config), "train")
+    batch = _batches(config, source, 1)[0]
+    assert set(batch) == set(input_pipeline.TRAIN_FIELDS)
+
+
+def test_train_step_ignores_ground_truth_it_is_handed(data_dir):
+    """Even a batch that carries the truth trains exactly as one that does not."""
+    config = _config(data_dir)
+    mesh = sharding.make_mesh()
+    source, state, step = _setup(config, mesh)
+    batch = _batches(config, source, 1)[0]
+    poisoned = {**batch, "joints_world": np.full((4, 17, 3), np.nan, np.float32)}
+    _, clean = step(jax.tree.map(jnp.copy, state), sharding.shard_batch(batch, mesh))
+    _, dirty = step(state, sharding.shard_batch(poisoned, mesh))
+    for key in clean:
+        np.testing.assert_array_equal(clean[key], dirty[key])
+
+
+def test_oracle_reads_truth_and_is_labelled(data_dir):
+    config = _config(data_dir, "oracle")
+    source = data_builders.data_source(train.get_builder(config), "train")
+    batch = _batches(config, source, 1)[0]
+    assert "joints_world" in batch
+    assert config.loss.supervision == "oracle"
+
+
+def test_non_finite_loss_stops_and_saves(data_dir, tmp_path, monkeypatch):
+    real = losses.mask_terms
+
+    def broken(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return {**terms, "skel": terms["skel"] * jnp.nan}
+
+    monkeypatch.setattr(losses, "mask_terms", broken)
+    with pytest.raises(train.NonFiniteLossError, match=r"step 0 \(stage structure\).*'skel': nan"):
+        train.train_and_evaluate(_config(data_dir), str(tmp_path))
+    saved = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
+    assert saved.latest_step() is not None
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _train_args(data_dir, workdir, *extra):
+    return ["-m", "experiments.train", "--config=tiny.py", f"--workdir={workdir}",
+            f"--config.data.data_dir={data_dir}", *extra]
+
+
+def _final_params(workdir, data_dir):
+    config = _config(data_dir)
+    state = train.restore_latest(config, str(workdir), 32, sharding.make_mesh())
+    return int(state.step), jax.device_get(state.params)
+
+
+@pytest.mark.slow
+def test_end_to_end_train_evaluate_resume(data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    done = _run(_train_args(data_dir, workdir))
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    assert "step 8/8 [joint]" in out and "eval_mpjpe" in out
+    lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    assert lines[-1]["step"] == 8 and os.listdir(workdir / "tensorboard")
+
+    evaluated = _run(["-m", "experiments.evaluate", "--config=tiny.py", f"--workdir={workdir}",
+                      f"--config.data.data_dir={data_dir}"])
+    out, _ = evaluated.communicate(timeout=600)
+    assert evaluated.returncode == 0, out
+    results = json.load(open(workdir / "results.json"))
+    for key in ("mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc3d"):
+        for suffix in ("", "_global_flip", "_oracle"):
+            assert np.isfinite(results[key + suffix]), key + suffix
+    assert results["num_examples"] == 20 and np.isfinite(results["mpjpe"])
+    assert "| MPJPE (mm) |" in out
+
+    # Longer stages: the run resumes at step 8 instead of starting over.
+    resumed = _run(_train_args(data_dir, workdir, "--config.stages[2].steps=4"))
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    assert "resumed from step 8" in out and "step 10/10" in out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
+    extra = ["--config.train.checkpoint_every=2", "--config.train.image_every=0"]
+    straight = _run(_train_args(data_dir, tmp_path / "straight", *extra))
+    killed = _run(_train_args(data_dir, tmp_path / "killed", *extra))
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and killed.poll() is None:
+        if os.path.isdir(checkpoints) and any(d.isdigit() and int(d) >= 2
+                                              for d in os.listdir(checkpoints)):
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    resumed = _run(_train_args(data_dir, tmp_path / "killed", *extra))
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    out, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, out
+    step_a, params_a = _final_params(tmp_path / "straight", data_dir)
+    step_b, params_b = _final_params(tmp_path / "killed", data_dir)
+    assert step_a == step_b == 8
+    for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    process = _run(_train_args(data_dir, workdir, "--config.stages[0].steps=400",
+                               "--config.train.checkpoint_every=1000"))
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("step 2/"):
+            process.send_signal(signal.SIGTERM)
+            break
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, "".join(lines) + out
+    assert "SIGTERM: saved step" in out
+    saved = checkpoint.Checkpointer(str(workdir / "checkpoints")).latest_step()
+    assert saved is not None and 2 <= saved < 404
+
+
+def test_config_errors_name_the_key():
+    unknown = _run(["-m", "experiments.train", "--config=tiny.py", "--config.train.nope=1"])
+    out, _ = unknown.communicate(timeout=120)
+    assert unknown.returncode != 0 and "nope" in out
+    bad_type = _run(["-m", "experiments.train", "--config=tiny.py",
+                     "--config.train.batch_size=many"])
+    out, _ = bad_type.communicate(timeout=120)
+    assert bad_type.returncode != 0 and "batch_size" in out
+    missing = _run(["-m", "experiments.train", "--config=no_such_config.py"])
+    out, _ = missing.communicate(timeout=120)
+    assert missing.returncode != 0 and "no_such_config.py" in out
+
+
+def test_real_data_configs_fail_naming_the_dataset(tmp_path):
+    from experiments.configs import h36m  # pylint: disable=import-outside-toplevel
+    config = h36m.get_config()
+    with pytest.raises(ValueError, match="h36m"):
+        train.get_builder(config)
