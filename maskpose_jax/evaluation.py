@@ -49,7 +49,7 @@ def _lift_batch(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3, extrinsics_
                 view_valid_BxV, image_size, depth_range_mm):
     def one(keypoints, crop, intrinsics, extrinsics, view_valid):
         root_world_3 = multiview.triangulate_root(keypoints, crop, intrinsics, extrinsics,
-                                                  image_size, view_valid)
+                                                  image_size, view_valid, depth_range_mm)
         joints_cam, _ = multiview.lift_views(keypoints, root_world_3, crop, intrinsics,
                                              extrinsics, image_size, depth_range_mm)
         return joints_cam

@@ -10,7 +10,7 @@ is the concatenation over processes in process order. The iterator's state (`get
 `set_state()`) is saved with the training checkpoint, so a resumed run sees the same data order.
 """
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import grain
 import numpy as np
@@ -141,10 +141,3 @@ def make_dataset(
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
     return ds.batch(batch_size, drop_remainder=training)
 
-
-def iterate(dataset: grain.IterDataset, state: Mapping[str, Any] | None = None) -> Iterator[dict]:
-    """An iterator over `dataset`, restored to `state` (from `iterator.get_state()`) when given."""
-    iterator = iter(dataset)
-    if state is not None:
-        iterator.set_state(state)
-    return iterator

@@ -92,7 +92,8 @@ def test_resume_from_iterator_state():
         next(iterator)
     state = iterator.get_state()
     expected = [next(iterator) for _ in range(4)]
-    resumed = input_pipeline.iterate(_train(seed=5), state)
+    resumed = iter(_train(seed=5))
+    resumed.set_state(state)
     for want in expected:
         got = next(resumed)
         assert _ids(got) == _ids(want)
@@ -106,6 +107,13 @@ def test_augmentation_changes_only_the_image():
     assert not np.array_equal(out["image"], example["image"])
     for key in ("mask", "weight", "crop", "intrinsics", "extrinsics"):
         np.testing.assert_array_equal(out[key], example[key])
+
+
+def test_view_selection():
+    batch = next(iter(_train(views=(1,))))
+    assert batch["image"].shape == (4, 1, N, N, 3) and batch["crop"].shape == (4, 1, 2, 3)
+    full = next(iter(_train()))
+    np.testing.assert_array_equal(batch["extrinsics"][:, 0], full["extrinsics"][:, 1])
 
 
 def test_bad_batch_sizes_are_errors():
