@@ -8,6 +8,7 @@ from maskpose_jax import geometry
 from maskpose_jax import losses
 from maskpose_jax import multiview
 from maskpose_jax import skeleton
+from references import project_reference
 
 SIZE = 32
 DEPTH_RANGE_MM = 2000.0
@@ -62,22 +63,6 @@ def random_rig(rng, joints_world, num_views, size=SIZE, distortion=False):
         extrinsics.append(ext)
         dists.append(dist)
     return np.array(crops), np.array(intrinsics), np.array(extrinsics), np.array(dists)
-
-
-def project_reference(points_world, intrinsics, extrinsics, distortion):
-    """float64 per-point projection, distortion written in OpenCV's (k1, k2, p1, p2, k3) form."""
-    uvs = []
-    for point in points_world:
-        x_c, y_c, z_c = extrinsics[:, :3] @ point + extrinsics[:, 3]
-        x, y = x_c / z_c, y_c / z_c
-        k1, k2, k3, p1, p2 = distortion
-        r2 = x * x + y * y
-        radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-        x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
-                y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
-        uvs.append((intrinsics[0, 0] * x + intrinsics[0, 1] * y + intrinsics[0, 2],
-                    intrinsics[1, 1] * y + intrinsics[1, 2]))
-    return np.array(uvs)
 
 
 def normalized_reference(uv, crop, size):
