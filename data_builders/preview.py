@@ -22,14 +22,10 @@ import data_builders  # noqa: E402
 from maskpose_jax import geometry  # noqa: E402
 from maskpose_jax import input_pipeline  # noqa: E402
 from maskpose_jax import skeleton  # noqa: E402
+from maskpose_jax import visualization  # noqa: E402
 
-_LEFT = {"l_hip", "l_knee", "l_ankle", "l_shoulder", "l_elbow", "l_wrist"}
-_RIGHT = {"r_hip", "r_knee", "r_ankle", "r_shoulder", "r_elbow", "r_wrist"}
-
-
-def limb_color(child: int) -> str:
-    name = skeleton.JOINT_NAMES[child]
-    return "deepskyblue" if name in _LEFT else "red" if name in _RIGHT else "white"
+_COLORS = {"left": visualization.LEFT_COLOR, "right": visualization.RIGHT_COLOR,
+           "trunk": visualization.TRUNK_COLOR}
 
 
 def joints_in_crop(example: dict, view: int) -> np.ndarray:
@@ -57,9 +53,9 @@ def draw(examples: list[dict], out: str) -> None:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if k == 1:
-                    for parent, child in skeleton.LIMBS:
+                    for (parent, child), side in zip(skeleton.LIMBS, visualization.LIMB_SIDES):
                         ax.plot(uv_Jx2[[parent, child], 0], uv_Jx2[[parent, child], 1],
-                                color=limb_color(child), linewidth=1.2)
+                                color=np.asarray(_COLORS[side]) / 255.0, linewidth=1.2)
                     ax.set_xlim(-0.5, image.shape[1] - 0.5)
                     ax.set_ylim(image.shape[0] - 0.5, -0.5)
                 if row == 0:

@@ -170,12 +170,6 @@ def make_visualize(config, detector, physique, image_size: int) -> Callable:
     return visualize
 
 
-def _abstract(state):
-    """Shapes, dtypes and shardings of `state`: the restore target of a checkpoint."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                        state)
-
-
 def local_copy(tree):
     """This process's copy of a replicated pytree, on one local device (for host-side work)."""
     return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
@@ -220,7 +214,7 @@ def restore_latest(config, workdir: str, image_size: int, mesh):
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = init_state(config, detector, physique, optimizer, image_size, mesh)
-    state, _, _ = checkpointer.restore(_abstract(state))
+    state, _, _ = checkpointer.restore(state)
     checkpointer.close()
     return state
 
@@ -311,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                            keep=config.train.keep_checkpoints)
     if checkpointer.latest_step() is not None:
-        state, data_state, _ = checkpointer.restore(_abstract(state))
+        state, data_state, _ = checkpointer.restore(state)
         # Every process reads as many batches as the others, so process 0's iterator state
         # (a position in this process's own slice) fits every process.
         iterator.set_state(data_state)

@@ -21,9 +21,7 @@ def get_config(variant: str = "default"):
     c.model.head_channels = 256
     c.model.depth_bins = 64
     c.physique.widths = (32, 64, 128)
-    steps = (40_000, 10_000, 30_000) if len(c.stages) == 3 else (80_000,)
-    for stage, n in zip(c.stages, steps):
-        stage.steps = n
+    synthetic.set_stage_steps(c, (40_000, 10_000, 30_000), 80_000)
     c.train.batch_size = 32
     c.train.warmup_steps = 1000
     c.train.log_every = 100

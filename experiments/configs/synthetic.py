@@ -20,6 +20,13 @@ def stage(name, steps, trainable, learning_rate, **loss_weights):
         loss_weights=ml_collections.ConfigDict(loss_weights)))
 
 
+def set_stage_steps(c, cascade_steps, single_steps):
+    """Sets the steps of the three cascade stages, or of the one stage of the one-stage variants."""
+    steps = cascade_steps if len(c.stages) == 3 else (single_steps,)
+    for stage_config, n in zip(c.stages, steps):
+        stage_config.steps = n
+
+
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} of synthetic.py; variants: {VARIANTS}")

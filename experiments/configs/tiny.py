@@ -23,9 +23,7 @@ def get_config(variant: str = "default"):
     c.model.head_channels = 8
     c.model.depth_bins = 8
     c.physique.widths = (4, 8)
-    steps = (4, 2, 2) if len(c.stages) == 3 else (8,)
-    for stage, n in zip(c.stages, steps):
-        stage.steps = n
+    synthetic.set_stage_steps(c, (4, 2, 2), 8)
     c.train.batch_size = 4
     c.train.warmup_steps = 1
     c.train.log_every = 2
