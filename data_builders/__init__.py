@@ -12,6 +12,9 @@ import importlib
 # Dataset name -> module holding `Builder` and `make_config(**options)` (the `tfds new` shape).
 BUILDERS = {
     "synthetic": "data_builders.synthetic.synthetic_dataset_builder",
+    "h36m": "data_builders.h36m.h36m_dataset_builder",
+    "mpi_inf_3dhp": "data_builders.mpi_inf_3dhp.mpi_inf_3dhp_dataset_builder",
+    "in_the_wild": "data_builders.in_the_wild.in_the_wild_dataset_builder",
 }
 
 

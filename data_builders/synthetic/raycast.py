@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from data_builders import frames
 from data_builders.synthetic import rig
 from maskpose_jax import geometry
 
@@ -323,23 +324,6 @@ def full_image_mask_bbox(capsules, intrinsics_3x3, extrinsics_3x4, width, height
     return np.array([max(u0, -0.5), max(v0, -0.5), min(u1, width - 0.5), min(v1, height - 0.5)])
 
 
-def crop_from_mask_bbox(bbox_4, out_size, margin=0.15):
-    """Square crop around a mask's bounding box.
-
-    Args:
-        bbox_4: (u_min, v_min, u_max, v_max), full-image pixels (from `full_image_mask_bbox`).
-        out_size: crop side N, pixels.
-        margin: added on every side, as a fraction of the box's longer side.
-
-    Returns:
-        2x3 crop affine (full-image pixels -> crop pixels), float64.
-    """
-    u_min, v_min, u_max, v_max = (float(x) for x in bbox_4)
-    side = max(u_max - u_min, v_max - v_min, 1.0) * (1.0 + 2.0 * margin)
-    center_uv = np.array([0.5 * (u_min + u_max), 0.5 * (v_min + v_max)])
-    return np.asarray(geometry.crop_affine(center_uv, side, out_size), np.float64)
-
-
 def corrupt_mask(mask_HxW, rng, holes=2, hole_size=0.08, edge_noise=0.35, shadow_blobs=1):
     """Degrades a clean mask the way an unsupervised segmenter does.
 
@@ -386,7 +370,7 @@ def corrupt_mask(mask_HxW, rng, holes=2, hole_size=0.08, edge_noise=0.35, shadow
 def render_views(capsules, body, scene, rig, out_size, supersample=2, margin=0.15):
     """Renders one example in every camera of a rig: mask-box crop, soft mask and RGB image.
 
-    Per view: `full_image_mask_bbox` -> `crop_from_mask_bbox` -> `render_view`.
+    Per view: `full_image_mask_bbox` -> `frames.crop_from_mask_bbox` -> `render_view`.
 
     Args:
         capsules: (start_Cx3, end_Cx3, radius_C, part_C) from `body.capsules` (world, mm).
@@ -396,7 +380,7 @@ def render_views(capsules, body, scene, rig, out_size, supersample=2, margin=0.1
           `data_builders.cameras.Camera`; lens distortion is ignored, see the module notes).
         out_size: crop side N, pixels.
         supersample: S x S rays per pixel.
-        margin: crop margin, see `crop_from_mask_bbox`.
+        margin: crop margin, see `frames.crop_from_mask_bbox`.
 
     Returns:
         (masks_VxNxN float32, images_VxNxNx3 uint8, crops_Vx2x3 float64), or None when the body
@@ -408,7 +392,7 @@ def render_views(capsules, body, scene, rig, out_size, supersample=2, margin=0.1
                                       cam.height)
         if bbox_4 is None:
             return None
-        crop_2x3 = crop_from_mask_bbox(bbox_4, out_size, margin)
+        crop_2x3 = frames.crop_from_mask_bbox(bbox_4, out_size, margin)
         mask_NxN, image_NxNx3 = render_view(capsules, body, scene, cam.intrinsics,
                                             cam.extrinsics, crop_2x3, out_size, supersample,
                                             view_index=view)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from data_builders import cameras as cameras_lib
+from data_builders import frames
 from data_builders.synthetic import body as body_lib
 from data_builders.synthetic import raycast
 from data_builders.synthetic import rig as rig_lib
@@ -240,7 +241,7 @@ def test_joints_project_inside_the_rendered_mask_in_two_views():
         for view, cam in enumerate(rig):
             bbox = raycast.full_image_mask_bbox(capsules, cam.intrinsics, cam.extrinsics,
                                                 cam.width, cam.height)
-            crop = raycast.crop_from_mask_bbox(bbox, 48)
+            crop = frames.crop_from_mask_bbox(bbox, 48)
             mask, image = raycast.render_view(capsules, body, scene, cam.intrinsics,
                                               cam.extrinsics, crop, 48, view_index=view)
             assert mask.shape == (48, 48) and image.shape == (48, 48, 3)
@@ -262,7 +263,7 @@ def test_crop_contains_the_whole_mask_with_margin():
         for cam in rig:
             bbox = raycast.full_image_mask_bbox(capsules, cam.intrinsics, cam.extrinsics,
                                                 cam.width, cam.height)
-            crop = raycast.crop_from_mask_bbox(bbox, size, margin)
+            crop = frames.crop_from_mask_bbox(bbox, size, margin)
             mask = raycast.render_mask(capsules, cam.intrinsics, cam.extrinsics, crop,
                                        (size, size))
             rows = np.flatnonzero(mask.max(axis=1) > 0)
@@ -303,7 +304,7 @@ def test_render_is_deterministic_and_textured():
     body, scene, joints_Jx3 = _scene_body(4)
     capsules = body_lib.capsules(joints_Jx3, body)
     cam = cameras_lib.h36m_rig("S1")[0]
-    crop = raycast.crop_from_mask_bbox(raycast.full_image_mask_bbox(
+    crop = frames.crop_from_mask_bbox(raycast.full_image_mask_bbox(
         capsules, cam.intrinsics, cam.extrinsics, cam.width, cam.height), 48)
     render = lambda view: raycast.render_view(capsules, body, scene, cam.intrinsics,
                                               cam.extrinsics, crop, 48, view_index=view)
@@ -326,7 +327,7 @@ def test_corrupt_mask_changes_edges_but_keeps_most_of_the_mask():
     body, _, joints_Jx3 = _scene_body(2)
     capsules = body_lib.capsules(joints_Jx3, body)
     cam = cameras_lib.h36m_rig("S1")[1]
-    crop = raycast.crop_from_mask_bbox(raycast.full_image_mask_bbox(
+    crop = frames.crop_from_mask_bbox(raycast.full_image_mask_bbox(
         capsules, cam.intrinsics, cam.extrinsics, cam.width, cam.height), 64)
     mask = raycast.render_mask(capsules, cam.intrinsics, cam.extrinsics, crop, (64, 64))
     corrupted = raycast.corrupt_mask(mask, np.random.default_rng(0))

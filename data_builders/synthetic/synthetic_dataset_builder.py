@@ -13,7 +13,6 @@ same options give byte-identical files whatever the order of generation.
 
 import dataclasses
 import hashlib
-import io
 import os
 import zlib
 from concurrent import futures
@@ -21,14 +20,13 @@ from concurrent import futures
 import numpy as np
 from absl import logging
 import tensorflow_datasets as tfds
-from PIL import Image
 
+from data_builders import frames
 from data_builders.synthetic import body as body_lib
 from data_builders.synthetic import motion as motion_lib
 from data_builders.synthetic import raycast
 from data_builders.synthetic import rig as rig_lib
 from maskpose_jax import geodesic
-from maskpose_jax import skeleton
 
 ASSETS_MOCAP_DIR = os.path.join(os.path.dirname(__file__), "..", "assets", "mocap")
 H36M_RIG_SUBJECTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11")
@@ -99,12 +97,6 @@ def make_config(**options) -> Config:
     return config
 
 
-def _png(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _example_seed(seed: int, clip: str, slot: int, frame: int) -> list[int]:
     return [seed, zlib.crc32(clip.encode()), slot, frame]
 
@@ -120,24 +112,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         v, n = self.builder_config.num_views, self.builder_config.image_size
         return self.dataset_info_from_configs(
             description=__doc__.splitlines()[0],
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Sequence(tfds.features.Image(shape=(n, n, 3)), length=v),
-                # Soft coverage quantized to 1/255.
-                "mask": tfds.features.Sequence(tfds.features.Image(shape=(n, n, 1)), length=v),
-                "weight": tfds.features.Tensor(shape=(v, n, n), dtype=np.float16),
-                "intrinsics": tfds.features.Tensor(shape=(v, 3, 3), dtype=np.float32),
-                "extrinsics": tfds.features.Tensor(shape=(v, 3, 4), dtype=np.float32),
-                "crop": tfds.features.Tensor(shape=(v, 2, 3), dtype=np.float32),
-                "distortion": tfds.features.Tensor(shape=(v, 5), dtype=np.float32),
-                "joints_world": tfds.features.Tensor(
-                    shape=(skeleton.NUM_JOINTS, 3), dtype=np.float32),
-                "meta": {
-                    "subject": tfds.features.Text(),
-                    "action": tfds.features.Text(),
-                    "frame": np.int32,
-                    "camera": tfds.features.Sequence(tfds.features.Text(), length=v),
-                },
-            }),
+            features=frames.features(v, n),
             homepage="https://mocap.cs.cmu.edu",
         )
 
@@ -214,8 +189,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                               else m for m in masks])
         degenerate = sum(geodesic.is_degenerate(m) for m in masks)
         example = {
-            "image": [_png(image) for image in images],
-            "mask": [_png(np.rint(m * 255).astype(np.uint8)) for m in masks],
+            "image": [frames.png(image) for image in images],
+            "mask": [frames.png(np.rint(m * 255).astype(np.uint8)) for m in masks],
             "weight": np.stack([geodesic.weight_map(m) for m in masks]).astype(np.float16),
             "intrinsics": np.stack([c.intrinsics for c in rig]).astype(np.float32),
             "extrinsics": np.stack([c.extrinsics for c in rig]).astype(np.float32),

@@ -1,0 +1,99 @@
+"""Video files (MP4, AVI) read and written with PyAV (FFmpeg's libraries in the wheel; no system
+ffmpeg needed). Used by the real-data builders and by their dummy-data scripts.
+"""
+
+import os
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+
+from data_builders import frames as frames_lib
+
+
+def _open(path):
+    if not os.path.isfile(path):
+        raise frames_lib.BadInput(f"{path}: no such video file")
+    try:
+        return av.open(path)
+    except av.FFmpegError as error:
+        raise frames_lib.BadInput(f"{path}: cannot be opened as a video ({error})") from None
+
+
+def iter_frames(path) -> Iterator[np.ndarray]:
+    """Decodes every frame of the first video stream, in order.
+
+    Yields:
+        H×W×3 uint8 RGB frames.
+
+    Raises:
+        BadInput: the file is missing, is not a video, or is corrupt (the message names it).
+    """
+    with _open(path) as container:
+        if not container.streams.video:
+            raise frames_lib.BadInput(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as error:
+            raise frames_lib.BadInput(f"{path}: decoding failed ({error})") from None
+
+
+def read_frames(path, indices: Sequence[int] | None = None, expected_count: int | None = None):
+    """Reads the frames `indices` (all when None) of a video, decoding it once from the start.
+
+    Args:
+        path: video file.
+        indices: frame numbers to keep (any order; duplicates allowed).
+        expected_count: when given, the number of frames the video must have (e.g. the number of
+            pose frames): a truncated or longer video is an error naming both counts.
+
+    Returns:
+        dict frame index -> H×W×3 uint8 RGB frame.
+
+    Raises:
+        BadInput: missing or corrupt file, a requested frame past the end, or a frame count that
+            is not `expected_count`.
+    """
+    wanted = None if indices is None else set(int(i) for i in indices)
+    kept = {}
+    count = 0
+    for index, frame in enumerate(iter_frames(path)):
+        count = index + 1
+        if wanted is None or index in wanted:
+            kept[index] = frame
+        if expected_count is None and wanted is not None and len(kept) == len(wanted):
+            break
+    if expected_count is not None and count != expected_count:
+        raise frames_lib.BadInput(
+            f"{path}: the video has {count} frames, expected {expected_count}")
+    missing = sorted((wanted or set()) - set(kept))
+    if missing:
+        raise frames_lib.BadInput(
+            f"{path}: the video ends after {count} frames; frame {missing[0]} was asked for")
+    return kept
+
+
+def write_video(path, frames_TxHxWx3: np.ndarray, fps: int = 25, codec: str | None = None):
+    """Writes uint8 RGB frames as a video (for dummy data and tests).
+
+    Args:
+        path: output file; its extension picks the container (.mp4, .avi).
+        frames_TxHxWx3: uint8 frames (even H and W for the yuv420p codecs).
+        fps: frame rate.
+        codec: "libx264", "mpeg4", "mjpeg" ... (default: libx264 for .mp4, mjpeg otherwise).
+    """
+    frames_TxHxWx3 = np.asarray(frames_TxHxWx3, np.uint8)
+    codec = codec or ("libx264" if str(path).endswith(".mp4") else "mjpeg")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames_TxHxWx3.shape[1:3]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "10"}
+        for image in frames_TxHxWx3:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
