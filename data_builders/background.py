@@ -51,7 +51,11 @@ def foreground_mask(frame_HxWx3, background_HxWx3, threshold=30.0, open_px=2, cl
     diff = np.asarray(frame_HxWx3, np.float32) - np.asarray(background_HxWx3, np.float32)
     fg_HxW = np.sqrt((diff ** 2).sum(axis=-1)) > threshold
     if open_px:
-        fg_HxW = ndimage.binary_opening(fg_HxW, structure=_disk(open_px))
+        # Edge padding: a body cut by the frame's edge continues past it, instead of being
+        # eroded there (zeros outside) and trimmed by up to `open_px` pixels along that edge.
+        pad = open_px
+        fg_HxW = ndimage.binary_opening(np.pad(fg_HxW, pad, mode="edge"),
+                                        structure=_disk(open_px))[pad:-pad, pad:-pad]
     if close_px:
         # Pad so that closing does not erode at the image border.
         pad = close_px

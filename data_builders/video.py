@@ -23,21 +23,31 @@ def _open(path):
 def iter_frames(path) -> Iterator[np.ndarray]:
     """Decodes every frame of the first video stream, in order.
 
+    A file cut short at a frame boundary can decode cleanly to fewer frames than it had: callers
+    that know the frame count pass it to `read_frames(expected_count=...)`.
+
     Yields:
         H×W×3 uint8 RGB frames.
 
     Raises:
-        BadInput: the file is missing, is not a video, or is corrupt (the message names it).
+        BadInput: the file is missing, is not a video, is corrupt, or decodes to no frame at all
+            (the message names it).
     """
     with _open(path) as container:
         if not container.streams.video:
             raise frames_lib.BadInput(f"{path}: has no video stream")
         stream = container.streams.video[0]
+        count = 0
         try:
             for frame in container.decode(stream):
+                count += 1
                 yield frame.to_ndarray(format="rgb24")
         except av.FFmpegError as error:
             raise frames_lib.BadInput(f"{path}: decoding failed ({error})") from None
+        # A truncated MP4 can open and decode "cleanly" to nothing.
+        if count == 0:
+            raise frames_lib.BadInput(f"{path}: no frame could be decoded (the container "
+                                      f"declares {stream.frames})")
 
 
 def read_frames(path, indices: Sequence[int] | None = None, expected_count: int | None = None):
