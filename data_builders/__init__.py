@@ -89,13 +89,24 @@ def parse_cli_options(name: str, args: list[str]) -> dict:
     return options
 
 
+def build_command(builder) -> str:
+    """The `data_builders.build` command line that builds `builder`'s dataset and config."""
+    parts = ["python -m data_builders.build", builder.name, f"--data_dir={builder.data_dir_root}"]
+    for field in dataclasses.fields(builder_module(builder.name).Config):
+        if field.name in option_types(builder.name):
+            value = getattr(builder.builder_config, field.name)
+            if value != field.default:
+                parts.append(f"--{field.name}={value}")
+    return " ".join(parts)
+
+
 def data_source(builder, split: str):
     """Random-access records of a built split; a clear error if the dataset or split is missing."""
     config = builder.builder_config.name
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"dataset {builder.name}/{config} is not built in {builder.data_dir}; build it with "
-            f"`python -m data_builders.build {builder.name} --data_dir=DIR [--option=value ...]`")
+            f"`{build_command(builder)}`")
     if split not in builder.info.splits:
         raise ValueError(f"dataset {builder.name}/{config} has no split {split!r}; "
                          f"splits: {', '.join(sorted(builder.info.splits))}")

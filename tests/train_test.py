@@ -233,8 +233,17 @@ def test_config_errors_name_the_key():
     assert missing.returncode != 0 and "no_such_config.py" in out
 
 
-def test_real_data_configs_fail_naming_the_dataset(tmp_path):
+def test_real_data_configs_say_what_is_missing(tmp_path):
     from experiments.configs import h36m  # pylint: disable=import-outside-toplevel
     config = h36m.get_config()
-    with pytest.raises(ValueError, match="h36m"):
+    config.data.data_dir = str(tmp_path)
+    with pytest.raises(ValueError, match="root_dir is required"):
+        train.get_builder(config)
+    config.data.options.root_dir = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train.get_builder(config)
+    # A release that is there but not built: not built implicitly; the error gives the command.
+    config.data.options.root_dir = str(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"python -m data_builders\.build h36m "
+                       rf"--data_dir={tmp_path} --root_dir={tmp_path}"):
         train.get_builder(config)

@@ -1,10 +1,12 @@
 """Human3.6M, full size (ResNet-50, 256² crops, 64 depth bins, 4 views, batch 32): GPUs / TPUs.
 
+    python -m data_builders.build h36m --root_dir=/path/to/h36m --data_dir=/path/to/tfds
     python -m experiments.train --config=h36m.py --workdir=runs/h36m \\
-        --config.data.data_dir=/path/to/tensorflow_datasets
+        --config.data.data_dir=/path/to/tfds --config.data.options.root_dir=/path/to/h36m
 
-Protocol (DESIGN §11): train S1 S5 S6 S7 S8, test S9 S11, 4 cameras. Needs the `h36m` builder
-(data_builders/h36m, the real-data issue); until it exists, start-up fails naming the dataset.
+Protocol (DESIGN §11): train S1 S5 S6 S7 S8, test S9 S11, 4 cameras (data_builders/h36m/README.md).
+The dataset is not built implicitly (a full build takes hours): build it first, with the same
+options as `config.data.options`, or start-up fails saying how.
 """
 
 from experiments.configs import synthetic
@@ -13,7 +15,12 @@ from experiments.configs import synthetic
 def get_config(variant: str = "default"):
     c = synthetic.get_config(variant)
     c.data.name = "h36m"
+    c.data.options.root_dir = ""           # the extracted release (folders S1, S5, ...)
     c.data.options.image_size = 256
+    c.data.options.mask_source = "bs_mat"  # "bs_mat", "png_dir" (+ mask_dir) or "median"
+    c.data.options.mask_dir = ""
+    c.data.options.frame_stride = 5
+    c.data.build_if_missing = False
     c.data.num_threads = 16
     c.data.prefetch = 64
     c.model.resnet_depth = 50
