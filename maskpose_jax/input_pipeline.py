@@ -8,9 +8,16 @@ Each process reads its own slice of the data (`process_index::process_count`), s
 the config's seed and batches `global_batch_size / process_count` examples, so the global batch
 is the concatenation over processes in process order. The iterator's state (`get_state()` /
 `set_state()`) is saved with the training checkpoint, so a resumed run sees the same data order.
+
+Mixed training sources (`make_mixture`): every batch holds a fixed number of examples of each
+source (`mix_counts`: the weights' shares of the per-process batch, rounded to integers),
+each source shuffled with its own seed. Sources with fewer views are padded to the most views of
+any source, and a mixture's batches always carry `view_valid` B×V (1 real view, 0 padding), which
+the losses read; a lone source reads exactly as `make_dataset`.
 """
 
-from typing import Any, Mapping, Sequence
+import functools
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import grain
 import numpy as np
@@ -94,6 +101,38 @@ def _select(fields: Sequence[str], views: Sequence[int]):
     return select
 
 
+def _examples(
+        source: Sequence[Any], *, batch_size: int, training: bool, seed: int, process_index: int,
+        process_count: int, augment: bool, views: Sequence[int], fields: Sequence[str],
+        label: str = "data source",
+) -> grain.MapDataset:
+    """Per-example pipeline of one source: slice, shuffle and repeat (training), decode, augment."""
+    if len(source) < process_count:
+        raise ValueError(
+            f"{label} has {len(source)} examples, fewer than {process_count} processes")
+    ds = grain.MapDataset.source(source)[process_index::process_count]
+    if training:
+        if len(ds) < batch_size:
+            raise ValueError(
+                f"per-process batch size {batch_size} exceeds the {len(ds)} examples of this "
+                f"process ({label})")
+        ds = ds.shuffle(seed=seed).repeat()
+    ds = ds.map(decode_example)
+    if training and augment:
+        ds = ds.random_map(photometric_augment, seed=seed + 1)
+    return ds.map(_select(fields, views))
+
+
+def _check_processes(global_batch_size: int, process_index: int, process_count: int) -> int:
+    """The per-process batch size."""
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} does not divide by process count {process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} outside [0, {process_count})")
+    return global_batch_size // process_count
+
+
 def make_dataset(
         source: Sequence[Any], *, global_batch_size: int, training: bool, seed: int = 0,
         process_index: int = 0, process_count: int = 1, augment: bool = True,
@@ -119,25 +158,165 @@ def make_dataset(
     Returns:
         A `grain.IterDataset` of dict batches with leading axis `global_batch_size / process_count`.
     """
-    if global_batch_size % process_count:
-        raise ValueError(
-            f"global batch size {global_batch_size} does not divide by process count {process_count}")
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} outside [0, {process_count})")
-    if len(source) < process_count:
-        raise ValueError(f"data source has {len(source)} examples, fewer than {process_count} processes")
-    batch_size = global_batch_size // process_count
-    ds = grain.MapDataset.source(source)[process_index::process_count]
-    if training:
-        if len(ds) < batch_size:
-            raise ValueError(
-                f"per-process batch size {batch_size} exceeds the {len(ds)} examples of this process")
-        ds = ds.shuffle(seed=seed).repeat()
-    ds = ds.map(decode_example)
-    if training and augment:
-        ds = ds.random_map(photometric_augment, seed=seed + 1)
+    batch_size = _check_processes(global_batch_size, process_index, process_count)
     fields = TRAIN_FIELDS + tuple(extra_fields) if training else EVAL_FIELDS
-    ds = ds.map(_select(fields, views))
+    ds = _examples(source, batch_size=batch_size, training=training, seed=seed,
+                   process_index=process_index, process_count=process_count, augment=augment,
+                   views=views, fields=fields)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
     return ds.batch(batch_size, drop_remainder=training)
 
+
+# --- Mixed training sources ------------------------------------------------------------------
+
+
+class MixSource(NamedTuple):
+    """One training source of a mixture.
+
+    records: random-access records in the tfds format (not read when `weight` is 0).
+    weight: share of every batch (relative to the other sources' weights; 0 = unused).
+    views: indices of the views to keep (all when empty).
+    label: how errors name the source, e.g. the config key "config.data.mix[0]".
+    """
+    records: Sequence[Any]
+    weight: float
+    views: Sequence[int] = ()
+    label: str = "data source"
+
+
+def mix_counts(weights: Sequence[float], batch_size: int) -> tuple[int, ...]:
+    """Examples of each source in a batch: the integers closest to the weights' shares.
+
+    The counts minimize sum_i (c_i - q_i)^2 for the quotas q_i = w_i / sum(w) * batch_size, with
+    sum c_i = batch_size and c_i >= 1 for every source of weight > 0: largest-remainder rounding
+    when every quota is at least 1. Computed greedily (optimal for this separable convex
+    problem): one example to each source of weight > 0, then each further example to the source
+    furthest below its quota (ties: the earlier source).
+
+    Args:
+        weights: one weight >= 0 per source, at least one > 0.
+        batch_size: examples per (per-process) batch.
+
+    Returns:
+        Counts per source, summing to `batch_size`; 0 exactly for the sources of weight 0.
+
+    Raises:
+        ValueError: a negative or non-finite weight, no positive weight, or fewer examples per
+            batch than sources with weight > 0 (naming the config keys).
+    """
+    w = np.asarray(weights, np.float64)
+    if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError(f"source weights must be finite, >= 0 and not all 0 (config.data.weight, "
+                         f"config.data.mix[i].weight); got {list(weights)}")
+    counts = (w > 0).astype(np.int64)
+    if batch_size < counts.sum():
+        raise ValueError(
+            f"a per-process batch of {batch_size} examples cannot hold one example of each of the "
+            f"{counts.sum()} sources with weight > 0: raise config.train.batch_size to at least "
+            f"{counts.sum()} x the process count")
+    quota = w / w.sum() * batch_size
+    for _ in range(batch_size - int(counts.sum())):
+        counts[np.argmax(quota - counts)] += 1
+    return tuple(int(c) for c in counts)
+
+
+def pad_views(example: dict[str, np.ndarray], num_views: int) -> dict[str, np.ndarray]:
+    """Pads the per-view fields of one example to `num_views` views and adds `view_valid`.
+
+    Padded views hold harmless data that the losses never read (they mask them with
+    `view_valid`): zero image, mask and weight; a pinhole camera with focal N and the principal
+    point at the centre (N = crop side), extrinsics [I|(0, 0, 1000 mm)], the identity crop, no
+    distortion.
+
+    Args:
+        example: one decoded example with V <= num_views views in its per-view fields.
+        num_views: views after padding.
+
+    Returns:
+        The example with per-view fields of num_views views and `view_valid` (num_views,) float32.
+    """
+    count = example["image"].shape[0]
+    if count > num_views:
+        raise ValueError(f"example has {count} views, more than the {num_views} of the mixture")
+    extra, size = num_views - count, example["image"].shape[1]
+    centre = (size - 1) / 2.0
+    fill = {
+            "intrinsics": np.array([[size, 0, centre], [0, size, centre], [0, 0, 1]], np.float32),
+            "extrinsics": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1000]], np.float32),
+            "crop": np.array([[1, 0, 0], [0, 1, 0]], np.float32),
+    }
+    out = dict(example)
+    for key in _PER_VIEW & set(example):
+        value = example[key]
+        pad = np.broadcast_to(fill[key], (extra,) + value.shape[1:]) if key in fill else (
+            np.zeros((extra,) + value.shape[1:], value.dtype))
+        out[key] = np.concatenate([value, pad.astype(value.dtype)])
+    out["view_valid"] = np.concatenate([np.ones(count), np.zeros(extra)]).astype(np.float32)
+    return out
+
+
+def _concatenate(batches: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def make_mixture(
+        sources: Sequence[MixSource], *, global_batch_size: int, seed: int = 0,
+        process_index: int = 0, process_count: int = 1, augment: bool = True,
+        num_threads: int = 4, prefetch: int = 8, extra_fields: Sequence[str] = (),
+) -> grain.IterDataset:
+    """Training pipeline over several sources, a fixed number of examples of each in every batch.
+
+    Per process, source i contributes `mix_counts(weights, global_batch_size / process_count)[i]`
+    examples to every batch, read from its own `process_index::process_count` slice, shuffled
+    with seed `seed + i` (reshuffled every epoch) and augmented as in `make_dataset`. The
+    sub-batches are concatenated in source order. With two or more sources of weight > 0, every
+    per-view field is padded to V = the most views of any source (`pad_views`) and batches carry
+    `view_valid` B×V float32; a single source of weight > 0 gives exactly `make_dataset`'s
+    batches. Read threads and prefetch are shared out in proportion to the counts.
+
+    Args:
+        sources: the training sources; the first is usually the configured primary dataset.
+        global_batch_size: examples per step over all processes; must divide by `process_count`.
+        seed: base seed (source i uses seed + i for shuffling, seed + i + 1 for augmentation).
+        process_index, process_count: this process's slices (multi-host).
+        augment: photometric augmentation.
+        num_threads, prefetch: grain read threads and prefetch buffer (elements), in total.
+        extra_fields: fields added to every batch (the supervised oracle's `joints_world`).
+
+    Returns:
+        A `grain.IterDataset` of dict batches with leading axis `global_batch_size / process_count`
+        (`TRAIN_FIELDS` + `extra_fields` + `view_valid`); its iterator has get_state/set_state.
+    """
+    batch_size = _check_processes(global_batch_size, process_index, process_count)
+    counts = mix_counts([s.weight for s in sources], batch_size)
+    active = [i for i, c in enumerate(counts) if c]
+    fields = TRAIN_FIELDS + tuple(extra_fields)
+    if len(active) == 1:
+        only = sources[active[0]]
+        ds = _examples(only.records, batch_size=batch_size, training=True, seed=seed + active[0],
+                       process_index=process_index, process_count=process_count, augment=augment,
+                       views=only.views, fields=fields, label=only.label)
+        ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                                  prefetch_buffer_size=prefetch))
+        return ds.batch(batch_size, drop_remainder=True)
+    shapes = {}
+    for i in active:
+        if len(sources[i].records) == 0:
+            raise ValueError(f"{sources[i].label} has no examples")
+        image = decode_example(sources[i].records[0])["image"]
+        shapes[i] = (len(sources[i].views) or image.shape[0], image.shape[1:])
+    if len({shape for _, shape in shapes.values()}) > 1:
+        raise ValueError("the sources of a mixture need one crop size; got " + ", ".join(
+            f"{sources[i].label}: {shapes[i][1][0]}x{shapes[i][1][1]}" for i in active))
+    num_views = max(v for v, _ in shapes.values())
+    parents = []
+    for i in active:
+        ds = _examples(sources[i].records, batch_size=counts[i], training=True, seed=seed + i,
+                       process_index=process_index, process_count=process_count, augment=augment,
+                       views=sources[i].views, fields=fields, label=sources[i].label)
+        ds = ds.map(functools.partial(pad_views, num_views=num_views))
+        share = counts[i] / batch_size
+        options = grain.ReadOptions(num_threads=max(1, round(num_threads * share)),
+                                    prefetch_buffer_size=max(counts[i], round(prefetch * share)))
+        parents.append(ds.to_iter_dataset(options).batch(counts[i], drop_remainder=True))
+    return grain.experimental.ZipIterDataset(parents).map(_concatenate)

@@ -20,6 +20,23 @@ def stage(name, steps, trainable, learning_rate, **loss_weights):
         loss_weights=ml_collections.ConfigDict(loss_weights)))
 
 
+def mix_source(name, weight, *, data_dir="", options=None, train_split="train", views=()):
+    """One extra training source of `c.data.mix`: a builder of data_builders/ and its share.
+
+    Args:
+        name: dataset name (a key of `data_builders.BUILDERS`).
+        weight: share of every training batch, relative to `c.data.weight` and the other entries.
+        data_dir: tfds data directory; "" = the same as `c.data.data_dir`.
+        options: builder options (dict), e.g. root_dir and image_size (= the primary's crop size).
+        train_split: the split read for training.
+        views: () = all views; else indices of the views to use.
+    """
+    return ml_collections.ConfigDict(dict(
+        name=name, weight=float(weight), data_dir=data_dir,
+        options=ml_collections.ConfigDict(dict(options or {})), train_split=train_split,
+        views=tuple(views)))
+
+
 def set_stage_steps(c, cascade_steps, single_steps):
     """Sets the steps of the three cascade stages, or of the one stage of the one-stage variants."""
     steps = cascade_steps if len(c.stages) == 3 else (single_steps,)
@@ -46,6 +63,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.data.prefetch = 16            # grain prefetch buffer (examples)
     c.data.augment = True           # photometric augmentation of training images
     c.data.views = ()               # () = all views; else indices of the views to use
+    # Mixed training (input_pipeline.make_mixture): this dataset (c.data.name, also the evaluation
+    # set) makes up weight / (its weight + the mix weights) of every training batch, each entry of
+    # `mix` (a `mix_source(...)`) its own share. [] = this dataset alone.
+    c.data.weight = 1.0
+    c.data.mix = []
 
     # Detector (DESIGN §6): ResNet + 3 upsampling blocks + integral regression.
     c.model = ml_collections.ConfigDict()
