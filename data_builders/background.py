@@ -13,6 +13,9 @@ import numpy as np
 from scipy import ndimage
 
 
+_STRIP_ROWS = 128
+
+
 def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
     """Per-pixel median of frames of one static camera.
 
@@ -20,7 +23,8 @@ def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
         frames: H×W×3 uint8 frames (at least one; all the same size).
 
     Returns:
-        H×W×3 float32 background.
+        H×W×3 float32 background, computed in strips of `_STRIP_ROWS` rows so that the float
+        copy stays small (50 frames of 2048² would otherwise take 2.5 GB).
 
     Raises:
         ValueError: no frame, or frames of different sizes.
@@ -31,7 +35,10 @@ def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
     shapes = {f.shape for f in stack}
     if len(shapes) > 1:
         raise ValueError(f"median_background: frames of different sizes {sorted(shapes)}")
-    return np.median(np.stack(stack).astype(np.float32), axis=0)
+    height = stack[0].shape[0]
+    return np.concatenate([
+            np.median(np.stack([f[r:r + _STRIP_ROWS] for f in stack]).astype(np.float32), axis=0)
+            for r in range(0, height, _STRIP_ROWS)], axis=0)
 
 
 def foreground_mask(frame_HxWx3, background_HxWx3, threshold=30.0, open_px=2, close_px=4):

@@ -26,8 +26,6 @@ from data_builders import video
 from data_builders.h36m import release
 
 MASK_SOURCES = ("bs_mat", "png_dir", "median")
-# Rows per block when taking the median of full frames (bounds the float32 copy).
-_MEDIAN_ROWS = 128
 # `background.foreground_mask` opening / closing radii (pixels) for the release's 1000-pixel-wide
 # frames; smaller videos get proportionally smaller ones (an opening wider than a limb erases it).
 _OPEN_PX, _CLOSE_PX, _RELEASE_WIDTH = 2, 4, 1000
@@ -179,6 +177,4 @@ def camera_background(video_paths, num_frames: int, label: str = ""):
     if len({f.shape for f in picked}) > 1:
         raise frames.BadInput(f"{label}: the videos have frames of different sizes "
                               f"{sorted({f.shape for f in picked})}")
-    height = picked[0].shape[0]
-    return np.concatenate([background.median_background([f[r:r + _MEDIAN_ROWS] for f in picked])
-                           for r in range(0, height, _MEDIAN_ROWS)], axis=0)
+    return background.median_background(picked)
