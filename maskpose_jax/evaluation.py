@@ -64,10 +64,13 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
     Per example, the pelvis is triangulated from the predicted 2D pelvis of its valid views; in
     each view, its depth sets Z_root of `geometry.lift_to_cam`. No ground truth is read.
 
-    A single view cannot give a root depth by triangulation, and this evaluation has no other
-    source of one yet (a monocular root-depth estimate would be needed): an example with exactly
-    one valid view raises ValueError. Examples with no valid view at all (batch padding) give
-    NaN rows, which callers drop.
+    A single view cannot give a root depth by triangulation: an example with exactly one valid
+    view (MPI-INF-3DHP's test set, in-the-wild video) takes the root depth from its crop's scale
+    (`multiview.fallback_root_depth`: the crop side spans `depth_range_mm`, the rule the training
+    losses use for single-view examples; no ground truth). Its MPJPE then carries the error of
+    that scale prior; N-MPJPE and P-MPJPE do not. `Accumulator.results` counts such samples in
+    `num_single_view`. Examples with no valid view at all (batch padding) give NaN rows, which
+    callers drop.
 
     Args:
         keypoints_BxVxJx3: detector output per view, (x, y) normalized crop coordinates, z depth
@@ -82,12 +85,6 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
     """
     valid_BxV = _view_valid(batch)
     counts_B = valid_BxV.sum(axis=1)
-    single = np.flatnonzero(counts_B == 1)
-    if single.size:
-        raise ValueError(
-            f"examples {single.tolist()} of the batch have a single valid view: a root depth "
-            "cannot be triangulated from one view, and single-view evaluation (which needs a "
-            "monocular root depth) is not supported yet")
     joints_cam = _lift_batch(
         jnp.asarray(keypoints_BxVxJx3, jnp.float32), jnp.asarray(batch["crop"], jnp.float32),
         jnp.asarray(batch["intrinsics"], jnp.float32),
@@ -149,6 +146,7 @@ class Accumulator:
         self.depth_range_mm = float(depth_range_mm)
         self._parts = {k: [] for k in ("pred_cam", "gt_cam", "pred_2d", "gt_2d", "actions")}
         self.num_frames = 0
+        self.num_single_view = 0
 
     def add(self, keypoints_BxVxJx3, batch: Mapping[str, Any]) -> None:
         """Adds one evaluation batch.
@@ -159,7 +157,7 @@ class Accumulator:
             batch: an evaluation batch (`input_pipeline.EVAL_FIELDS`, host NumPy): crop,
                 intrinsics, extrinsics, distortion, joints_world B×J×3 (mm), action (B names),
                 optional view_valid B×V. Examples without a valid view (padding) are skipped;
-                an example with one valid view raises ValueError (see `predictions_in_camera`).
+                single-view examples get the crop-scale root depth (`predictions_in_camera`).
         """
         keypoints = np.asarray(keypoints_BxVxJx3, np.float32)
         valid_BxV = _view_valid(batch)
@@ -184,6 +182,7 @@ class Accumulator:
                              ("gt_2d", gt_2d), ("actions", actions_BxV)):
             self._parts[name].append(values[valid_BxV])
         self.num_frames += int(keep_B.sum())
+        self.num_single_view += int((valid_BxV.sum(axis=1) == 1).sum())
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything collected: pred_cam / gt_cam N×J×3 (mm, camera frame), pred_2d / gt_2d
@@ -193,11 +192,13 @@ class Accumulator:
         return {k: np.concatenate(v) for k, v in self._parts.items()}
 
     def results(self, pck2d_threshold: float) -> dict[str, Any]:
-        """`compute_results` over everything collected, plus `num_frames` (examples added)."""
+        """`compute_results` over everything collected, plus `num_frames` (examples added) and
+        `num_single_view` (samples whose root depth came from the crop scale, not triangulation)."""
         a = self.arrays()
         out = compute_results(a["pred_cam"], a["gt_cam"], a["pred_2d"], a["gt_2d"],
                               a["actions"], self.image_size, pck2d_threshold)
         out["num_frames"] = self.num_frames
+        out["num_single_view"] = self.num_single_view
         return out
 
 
@@ -323,6 +324,9 @@ def results_markdown(results: Mapping[str, Any], title: str) -> str:
     counts = f"{results['num_examples']} view-samples"
     if "num_frames" in results:
         counts += f" from {results['num_frames']} frames"
+    if results.get("num_single_view"):
+        counts += (f"; {results['num_single_view']} single-view samples take their root depth "
+                   "from the crop scale (MPJPE carries that prior; N- and P-MPJPE do not)")
     lines = [
         f"## {title}", "",
         f"{counts}. 2D-PCK threshold: {results['pck2d_threshold']:g} x crop side "

@@ -309,9 +309,28 @@ def test_invalid_views_are_skipped():
     pred_cam = evaluation.predictions_in_camera(keypoints, batch, SIZE, DEPTH_RANGE)
     assert np.isnan(pred_cam[2]).all() and np.isfinite(pred_cam[:2][valid[:2] > 0]).all()
 
-    batch["view_valid"] = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], np.float32)
-    with pytest.raises(ValueError, match="single valid view"):
-        acc.add(keypoints, batch)
-    assert acc.results(0.05)["num_examples"] == 5
+    assert res["num_single_view"] == 0
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluation.Accumulator(SIZE, DEPTH_RANGE).results(0.05)
+
+
+def test_single_view_root_depth_from_crop_scale():
+    """One valid view: the root depth is the crop-scale rule, computed here in float64 NumPy."""
+    batch, examples = _batch(11, batch_size=3, num_views=2)
+    keypoints = np.random.default_rng(12).uniform(-0.8, 0.8, (3, 2, J, 3)).astype(np.float32)
+    batch["view_valid"] = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
+    pred_cam = evaluation.predictions_in_camera(keypoints, batch, SIZE, DEPTH_RANGE)
+    for b, v in ((1, 1), (2, 0)):
+        crop = batch["crop"][b, v].astype(np.float64)
+        k = batch["intrinsics"][b, v].astype(np.float64)
+        root_depth = (np.sqrt(k[0, 0] * k[1, 1]) * DEPTH_RANGE
+                      * np.sqrt(abs(np.linalg.det(crop[:, :2]))) / SIZE)
+        uv_crop = (keypoints[b, v, :, :2].astype(np.float64) + 1) * (SIZE - 1) / 2
+        uv = np.linalg.solve(crop[:, :2], (uv_crop - crop[:, 2]).T).T
+        depth = root_depth + keypoints[b, v, :, 2] * DEPTH_RANGE / 2
+        xy = np.linalg.solve(k, np.concatenate([uv, np.ones((J, 1))], 1).T).T[:, :2]
+        expected = np.concatenate([xy * depth[:, None], depth[:, None]], 1)
+        np.testing.assert_allclose(pred_cam[b, v], expected, rtol=1e-4, atol=1e-2)
+    acc = _collect([(keypoints, batch)])
+    res = acc.results(0.05)
+    assert res["num_examples"] == 4 and res["num_single_view"] == 2

@@ -247,3 +247,21 @@ def test_real_data_configs_say_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"python -m data_builders\.build h36m "
                        rf"--data_dir={tmp_path} --root_dir={tmp_path}"):
         train.get_builder(config)
+
+
+@pytest.mark.slow
+def test_real_data_path_end_to_end(tmp_path):
+    """MPI-INF-3DHP's dummy release: builder -> multi-view training -> single-view test evaluation."""
+    workdir = tmp_path / "run"
+    args = ["--config=tiny_real.py:mpi_inf_3dhp", f"--workdir={workdir}",
+            f"--config.data.data_dir={tmp_path / 'data'}", "--config.train.image_every=0"]
+    done = _run(["-m", "experiments.train", *args])
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    assert "step 8/8 [joint]" in out
+    evaluated = _run(["-m", "experiments.evaluate", *args[:3]])
+    out, _ = evaluated.communicate(timeout=600)
+    assert evaluated.returncode == 0, out
+    results = json.load(open(workdir / "results.json"))
+    assert results["num_examples"] == results["num_single_view"] > 0
+    assert np.isfinite(results["mpjpe"]) and np.isfinite(results["p_mpjpe"])
