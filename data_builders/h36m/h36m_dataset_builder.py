@@ -15,14 +15,13 @@ from the poses', a mask of the wrong size or empty) are errors naming the file, 
 
 import contextlib
 import dataclasses
-import hashlib
 import os
-import re
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from data_builders import frames
+from data_builders import options as options_lib
 from data_builders import video
 from data_builders.h36m import calibration
 from data_builders.h36m import masks as masks_lib
@@ -54,31 +53,13 @@ _LIST_OPTIONS = ("train_subjects", "test_subjects", "cameras", "exclude_actions"
 _PATH_OPTIONS = ("root_dir", "mask_dir")
 
 
-def _option_values(config: Config) -> dict:
-    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-            if f.name not in base}
-
-
-_DEFAULTS.description = f"options: {_option_values(_DEFAULTS)}"
-
-
-def _items(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+options_lib.describe(_DEFAULTS)
 
 
 def _check(config: Config) -> None:
     """Raises ValueError (FileNotFoundError for folders) naming the option that is wrong."""
-    if not config.root_dir:
-        raise ValueError("option root_dir is required: the folder of the extracted Human3.6M "
-                         "release (holding S1, S5, ...)")
-    if not os.path.isdir(config.root_dir):
-        raise FileNotFoundError(f"option root_dir: no such folder {config.root_dir!r}")
-    if config.image_size < 8:
-        raise ValueError(f"option image_size must be >= 8, got {config.image_size}")
-    if config.on_bad_input not in frames.ON_BAD_INPUT:
-        raise ValueError(f"option on_bad_input must be one of {frames.ON_BAD_INPUT}, "
-                         f"got {config.on_bad_input!r}")
+    options_lib.check_release(config, "the folder of the extracted Human3.6M release "
+                                      "(holding S1, S5, ...)")
     if config.mask_source not in masks_lib.MASK_SOURCES:
         raise ValueError(f"option mask_source must be one of {masks_lib.MASK_SOURCES}, "
                          f"got {config.mask_source!r}")
@@ -93,7 +74,7 @@ def _check(config: Config) -> None:
     if config.background_frames < 1:
         raise ValueError(f"option background_frames must be >= 1, got {config.background_frames}")
     known = sorted({s for s, _ in calibration.load_cameras()}, key=lambda s: int(s[1:]))
-    train, test = _items(config.train_subjects), _items(config.test_subjects)
+    train, test = options_lib.split_list(config.train_subjects), options_lib.split_list(config.test_subjects)
     for option, subjects in (("train_subjects", train), ("test_subjects", test)):
         unknown = [s for s in subjects if s not in known]
         if unknown or len(set(subjects)) != len(subjects):
@@ -104,7 +85,7 @@ def _check(config: Config) -> None:
     if set(train) & set(test):
         raise ValueError(f"options train_subjects and test_subjects share "
                          f"{sorted(set(train) & set(test))}")
-    cameras = _items(config.cameras)
+    cameras = options_lib.split_list(config.cameras)
     if not cameras or len(set(cameras)) != len(cameras) or set(cameras) - set(release.CAMERA_IDS):
         raise ValueError(f"option cameras: {config.cameras!r} must list distinct ids of "
                          f"{release.CAMERA_IDS}")
@@ -116,7 +97,7 @@ def _check(config: Config) -> None:
     if config.frames_per_sequence and config.frame_stride != _DEFAULTS.frame_stride:
         raise ValueError("options frame_stride and frames_per_sequence: set one of them "
                          "(frames_per_sequence > 0 replaces the stride)")
-    unknown = [a for a in _items(config.exclude_actions) if a not in release.ACTIONS]
+    unknown = [a for a in options_lib.split_list(config.exclude_actions) if a not in release.ACTIONS]
     if unknown:
         raise ValueError(f"option exclude_actions: {unknown} are not actions; actions: "
                          f"{', '.join(release.ACTIONS)}")
@@ -130,19 +111,9 @@ def make_config(**options) -> Config:
     """
     config = Config(name="default", **options)
     for key in _LIST_OPTIONS:
-        setattr(config, key, ",".join(_items(getattr(config, key))))
+        setattr(config, key, ",".join(options_lib.split_list(getattr(config, key))))
     _check(config)
-    changed = {k: v for k, v in _option_values(config).items() if v != getattr(_DEFAULTS, k)}
-    if not changed:
-        return _DEFAULTS
-    parts = []
-    for key, value in sorted(changed.items()):
-        if key in _PATH_OPTIONS:
-            value = hashlib.sha1(os.path.abspath(value).encode()).hexdigest()[:8]
-        parts.append(f"{key}-{value}")
-    config.name = re.sub(r"[^A-Za-z0-9_-]", "", "_".join(parts).replace(".", "p"))
-    config.description = f"options: {_option_values(config)}"
-    return config
+    return options_lib.named(config, _DEFAULTS, paths=_PATH_OPTIONS)
 
 
 def frame_indices(num_frames: int, stride: int, per_sequence: int) -> list[int]:
@@ -180,7 +151,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         return self.dataset_info_from_configs(
             description=__doc__.splitlines()[0],
-            features=frames.features(len(_items(config.cameras)), config.image_size),
+            features=frames.features(len(options_lib.split_list(config.cameras)), config.image_size),
             homepage="http://vision.imar.ro/human3.6m/",
         )
 
@@ -189,13 +160,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         calibrations = calibration.load_cameras()
         return {split: self._generate_examples(split, subjects, calibrations)
-                for split, subjects in (("train", _items(config.train_subjects)),
-                                        ("test", _items(config.test_subjects))) if subjects}
+                for split, subjects in (("train", options_lib.split_list(config.train_subjects)),
+                                        ("test", options_lib.split_list(config.test_subjects))) if subjects}
 
     def _generate_examples(self, split, subjects, calibrations):
         config = self.builder_config
         skips = frames.Skips(config.on_bad_input, DATASET)
-        excluded = set(_items(config.exclude_actions))
+        excluded = set(options_lib.split_list(config.exclude_actions))
         count = 0
         for subject in subjects:
             try:
@@ -228,7 +199,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     [release.video_path(config.root_dir, subject, s.name, camera_id)
                      for s in sequences],
                     config.background_frames, label=f"{subject}/{camera_id}")
-                for camera_id in _items(config.cameras)}
+                for camera_id in options_lib.split_list(config.cameras)}
 
     def _mask_source(self, stack, sequence, camera_id, video_path, num_frames, indices,
                      backgrounds):
@@ -251,7 +222,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 before it are kept).
         """
         config = self.builder_config
-        camera_ids = _items(config.cameras)
+        camera_ids = options_lib.split_list(config.cameras)
         joints_TxJx3 = release.load_poses(sequence.poses_path)
         num_frames = len(joints_TxJx3)
         indices = frame_indices(num_frames, config.frame_stride, config.frames_per_sequence)

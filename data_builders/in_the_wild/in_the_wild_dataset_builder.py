@@ -16,7 +16,6 @@ rays, not the scale.
 """
 
 import dataclasses
-import hashlib
 import os
 from concurrent import futures
 
@@ -25,6 +24,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_builders import frames
+from data_builders import options as options_lib
 from maskpose_jax import skeleton
 
 DATASET = "in_the_wild"
@@ -49,17 +49,7 @@ class Config(tfds.core.BuilderConfig):
 _DEFAULTS = Config(name="default")
 
 
-def _option_values(config: Config) -> dict:
-    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-            if f.name not in base}
-
-
-_DEFAULTS.description = f"options: {_option_values(_DEFAULTS)}"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+options_lib.describe(_DEFAULTS)
 
 
 def make_config(**options) -> Config:
@@ -70,17 +60,8 @@ def make_config(**options) -> Config:
         FileNotFoundError: `root_dir` is not a folder.
     """
     config = Config(name="default", **options)
-    if not config.root_dir:
-        raise ValueError("option root_dir is required: the folder that holds "
-                         "<video>/images/ and <video>/masks/")
+    options_lib.check_release(config, "the folder that holds <video>/images/ and <video>/masks/")
     config.root_dir = os.path.abspath(config.root_dir)
-    if not os.path.isdir(config.root_dir):
-        raise FileNotFoundError(f"option root_dir: no such folder {config.root_dir!r}")
-    if config.image_size < 8:
-        raise ValueError(f"option image_size must be >= 8, got {config.image_size}")
-    if config.on_bad_input not in frames.ON_BAD_INPUT:
-        raise ValueError(f"option on_bad_input must be one of {frames.ON_BAD_INPUT}, "
-                         f"got {config.on_bad_input!r}")
     if config.frame_stride < 1:
         raise ValueError(f"option frame_stride must be >= 1, got {config.frame_stride}")
     if not config.focal_ratio > 0:
@@ -91,15 +72,7 @@ def make_config(**options) -> Config:
             raise ValueError(f"option videos: {name!r} is not a folder name "
                              f"(expected comma-separated names, got {config.videos!r})")
     config.videos = ",".join(sorted(set(names)))
-    changed = {k: v for k, v in _option_values(config).items() if v != getattr(_DEFAULTS, k)}
-    parts = []
-    for key, value in sorted(changed.items()):
-        if key in ("root_dir", "videos"):
-            value = _short_hash(value)
-        parts.append(f"{key}-{value}")
-    config.name = "_".join(parts).replace(".", "p")
-    config.description = f"options: {_option_values(config)}"
-    return config
+    return options_lib.named(config, _DEFAULTS, paths=("root_dir",), hashed=("videos",))
 
 
 def pinhole(width: int, height: int, focal_ratio: float):

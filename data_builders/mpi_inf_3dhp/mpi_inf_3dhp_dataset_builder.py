@@ -10,7 +10,6 @@ median background subtraction (`test_mask_source=median`) or from PNGs beside th
 """
 
 import dataclasses
-import hashlib
 import os
 import re
 from concurrent import futures
@@ -20,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from data_builders import background as background_lib
 from data_builders import frames
+from data_builders import options as options_lib
 from data_builders import video
 from data_builders.frames import BadInput
 from data_builders.mpi_inf_3dhp import release
@@ -60,25 +60,15 @@ class Config(tfds.core.BuilderConfig):
 _DEFAULTS = Config(name="default")
 
 
-def _option_values(config: Config) -> dict:
-    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-            if f.name not in base}
-
-
-_DEFAULTS.description = f"options: {_option_values(_DEFAULTS)}"
-
-
-def _list(value: str) -> tuple:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+options_lib.describe(_DEFAULTS)
 
 
 def _cameras(config: Config) -> tuple:
-    return tuple(int(c) for c in _list(config.cameras))
+    return tuple(int(c) for c in options_lib.split_list(config.cameras))
 
 
 def _check_names(config: Config, option: str, allowed: tuple) -> None:
-    values = _list(getattr(config, option))
+    values = options_lib.split_list(getattr(config, option))
     unknown = [v for v in values if v not in allowed]
     if unknown or len(set(values)) != len(values):
         raise ValueError(f"option {option}: {getattr(config, option)!r} has unknown or repeated "
@@ -92,22 +82,14 @@ def make_config(**options) -> Config:
     release never share a folder.
     """
     config = Config(name="default", **options)
-    if not config.root_dir:
-        raise ValueError("option root_dir is required: the folder of the MPI-INF-3DHP release")
-    if not os.path.isdir(config.root_dir):
-        raise FileNotFoundError(f"option root_dir: no such folder {config.root_dir!r}")
-    if config.on_bad_input not in frames.ON_BAD_INPUT:
-        raise ValueError(f"option on_bad_input must be one of {frames.ON_BAD_INPUT}, "
-                         f"got {config.on_bad_input!r}")
-    if config.image_size < 8:
-        raise ValueError(f"option image_size must be >= 8, got {config.image_size}")
+    options_lib.check_release(config, "the folder of the MPI-INF-3DHP release")
     _check_names(config, "train_subjects", SUBJECTS)
     _check_names(config, "train_sequences", SEQUENCES)
     _check_names(config, "test_sequences", TEST_SEQUENCES)
-    if not _list(config.train_subjects) and not _list(config.test_sequences):
+    if not options_lib.split_list(config.train_subjects) and not options_lib.split_list(config.test_sequences):
         raise ValueError("options train_subjects and test_sequences are both empty: "
                          "nothing to build")
-    if _list(config.train_subjects) and not _list(config.train_sequences):
+    if options_lib.split_list(config.train_subjects) and not options_lib.split_list(config.train_sequences):
         raise ValueError("option train_sequences is empty")
     try:
         cameras = _cameras(config)
@@ -137,15 +119,7 @@ def make_config(**options) -> Config:
         raise FileNotFoundError(f"option mask_dir: no such folder {config.mask_dir!r}")
     if config.test_cameras and not os.path.isfile(config.test_cameras):
         raise FileNotFoundError(f"option test_cameras: no such file {config.test_cameras!r}")
-    changed = {k: v for k, v in _option_values(config).items() if v != getattr(_DEFAULTS, k)}
-    parts = []
-    for key, value in sorted(changed.items()):
-        if key in PATH_OPTIONS:
-            value = hashlib.sha1(os.path.abspath(value).encode()).hexdigest()[:8]
-        parts.append(f"{key}-{value if value != '' else 'none'}")
-    config.name = re.sub(r"[^A-Za-z0-9_-]", "", "_".join(parts).replace(".", "p").replace(",", "-"))
-    config.description = f"options: {_option_values(config)}"
-    return config
+    return options_lib.named(config, _DEFAULTS, paths=PATH_OPTIONS)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -169,9 +143,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         del dl_manager
         config = self.builder_config
         splits = {}
-        if _list(config.train_subjects):
+        if options_lib.split_list(config.train_subjects):
             splits["train"] = self._generate_examples("train")
-        if _list(config.test_sequences):
+        if options_lib.split_list(config.test_sequences):
             splits["test"] = self._generate_examples("test")
         return splits
 
@@ -185,12 +159,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 def train_examples(config: Config, skips: frames.Skips):
     """Yields (key, example) of the train split, subject by subject, sequence by sequence."""
     with futures.ThreadPoolExecutor(max_workers=NUM_THREADS) as pool:
-        for subject in _list(config.train_subjects):
+        for subject in options_lib.split_list(config.train_subjects):
             subject_dir = os.path.join(config.root_dir, subject)
             if not os.path.isdir(subject_dir):
                 skips(BadInput(f"{subject_dir}: no such subject folder"), "subjects")
                 continue
-            for sequence in _list(config.train_sequences):
+            for sequence in options_lib.split_list(config.train_sequences):
                 yield from _train_sequence(config, subject, sequence, skips, pool)
 
 
@@ -300,7 +274,7 @@ def _train_example(config, pool, views, images, fg_frames, paths, frame):
 def test_examples(config: Config, skips: frames.Skips):
     """Yields (key, example) of the test split: valid frames of each test sequence, one view."""
     rig = release.load_test_cameras(config.test_cameras or release.TEST_CAMERAS_PATH)
-    for sequence in _list(config.test_sequences):
+    for sequence in options_lib.split_list(config.test_sequences):
         yield from _test_sequence(config, sequence, rig, skips)
 
 

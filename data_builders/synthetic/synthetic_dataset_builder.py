@@ -12,7 +12,6 @@ same options give byte-identical files whatever the order of generation.
 """
 
 import dataclasses
-import hashlib
 import os
 import zlib
 from concurrent import futures
@@ -22,6 +21,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from data_builders import frames
+from data_builders import options as options_lib
 from data_builders.synthetic import body as body_lib
 from data_builders.synthetic import motion as motion_lib
 from data_builders.synthetic import raycast
@@ -60,13 +60,7 @@ class Config(tfds.core.BuilderConfig):
 _DEFAULTS = Config(name="default")
 
 
-def _option_values(config: Config) -> dict:
-    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-            if f.name not in base}
-
-
-_DEFAULTS.description = f"options: {_option_values(_DEFAULTS)}"
+options_lib.describe(_DEFAULTS)
 
 
 def make_config(**options) -> Config:
@@ -83,18 +77,7 @@ def make_config(**options) -> Config:
     mocap_dir = config.mocap_dir or ASSETS_MOCAP_DIR
     if not os.path.isdir(mocap_dir):
         raise FileNotFoundError(f"option mocap_dir: no such folder {mocap_dir!r}")
-    changed = {k: v for k, v in _option_values(config).items()
-               if v != getattr(_DEFAULTS, k)}
-    if not changed:
-        return _DEFAULTS
-    parts = []
-    for key, value in sorted(changed.items()):
-        if key == "mocap_dir":
-            value = hashlib.sha1(os.path.abspath(value).encode()).hexdigest()[:8]
-        parts.append(f"{key}-{value}")
-    config.name = "_".join(parts).replace(".", "p")
-    config.description = f"options: {_option_values(config)}"
-    return config
+    return options_lib.named(config, _DEFAULTS, paths=("mocap_dir",))
 
 
 def _example_seed(seed: int, clip: str, slot: int, frame: int) -> list[int]:
