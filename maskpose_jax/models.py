@@ -4,7 +4,12 @@ shape-prior network that turns a Skeleton Mask into a Physique Mask (DESIGN §4)
 Conventions:
 - Images are NHWC. Parameters are float32; `dtype` sets the compute dtype of convolutions and
   norms (e.g. bfloat16 on accelerators); the soft-argmax and the Physique Mask's sigmoid run
-  in float32.
+  in float32, and so do the two output 1x1 convolutions (the detector's `final`, the
+  PhysiqueNet's `out`, the only convolutions with a bias): the gradient of a bias is a sum over
+  every pixel of the batch, which in bfloat16 loses most of its value (tiny config, relative
+  to float32 compute: the PhysiqueNet's `out` bias gradient 97% off, the detector's gradient
+  20-30% off; with these two in float32, 1e-4 and 0.2-4%). Norm layers already reduce and add
+  their bias in float32.
 - Normalization: `norm="group"` (default) uses GroupNorm with the largest group count that
   divides the channels and is at most min(max_groups=32, channels // 4) (16 groups at 64
   channels, 32 from 128 on; any width multiplier works). `norm="batch"` uses BatchNorm with
@@ -274,7 +279,7 @@ class Detector(nn.Module):
                             f"deconv{i + 1}_norm")(x)
             x = nn.relu(x)
         x = nn.Conv(self.num_joints * self.depth_bins, (1, 1), kernel_init=_head_init,
-                    dtype=self.dtype, name="final")(x)
+                    dtype=jnp.float32, name="final")(x)
         b, h, w, _ = x.shape
         logits_BxhxwxJxD = x.reshape(b, h, w, self.num_joints, self.depth_bins)
         keypoints, heatmaps = jax.vmap(soft_argmax_3d)(logits_BxhxwxJxD)
@@ -336,5 +341,5 @@ class PhysiqueNet(nn.Module):
             skip = skips[level]
             x = jax.image.resize(x, (b, *skip.shape[1:3], x.shape[-1]), "bilinear")
             x = self._block(jnp.concatenate([x, skip], axis=-1), self.widths[level], f"dec{level}")
-        logits = nn.Conv(1, (1, 1), dtype=self.dtype, name="out")(x)
+        logits = nn.Conv(1, (1, 1), dtype=jnp.float32, name="out")(x)
         return jax.nn.sigmoid(logits[..., 0].astype(jnp.float32))
