@@ -261,8 +261,11 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
             out["agree"] = agreement_loss(joints_world_VxJx3, valid_V)
         return out
 
-    per = jax.vmap(per_example)(keypoints_BxVxJx3, crop, intrinsics, extrinsics, distortion,
-                                valid_BxV)
+    # The profile label of root triangulation, lifting, cross-view projection and drawing (the
+    # small symmetry and agreement terms ride along).
+    with jax.named_scope("rendering"):
+        per = jax.vmap(per_example)(keypoints_BxVxJx3, crop, intrinsics, extrinsics, distortion,
+                                    valid_BxV)
     zero = jnp.zeros((), jnp.float32)
     result = {name: zero for name in TERMS + DIAGNOSTICS}
     result["root_depth_mm"] = jnp.mean(per["root_depth_mm"])

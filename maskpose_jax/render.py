@@ -15,26 +15,37 @@ forearms (`skeleton.BONE_WIDTH_SCALES`).
 
 How it is computed (one example; batch with `jax.vmap` at the call site):
 - Forward: a running minimum over bones of q_b = d_b² / s_b into one H×W array, never a
-  bones×H×W tensor. The bone index rides in the low 5 mantissa bits of q: for q >= 0 the
-  float32 bit pattern orders like an int32, so `min((bits(q_b) & ~31) | b)` gives the minimum
-  and its argmin in one integer min. q loses 2^-19 of itself (S moves by < 1e-6); this renders
-  faster than a float `minimum` alone, which has to propagate NaN.
+  bones×H×W tensor. Per bone, with k = 1/sqrt(s_b), unit direction u, length L and start x_i,
+  two affine functions of the pixel p = (x, y) give its scaled offsets from the bone's middle,
+  along it, s = k (u·(p - x_i) - L/2), and across it, n = k (u × (p - x_i)); then
+  q_b = n² + max(|s| - kL/2, 0)². That is 3 FMAs, a multiply, a subtraction, an absolute value
+  and a max per pixel and bone, against the projection-clamp-residual form's 4 FMAs, 4
+  multiplies/subtractions and a NaN-checked clamp (1.5–1.7× faster, benchmarks/README.md);
+  the max acts on the int32 bit pattern (a negative float is a negative int), one integer op.
+  The bone index rides in the low 5 mantissa bits of q: for q >= 0 the float32 bit pattern
+  orders like an int32, so `min((bits(q_b) & ~31) | b)` gives the minimum and its argmin in
+  one integer min. q loses 2^-19 of itself (S moves by < 1e-6).
 - Backward (`jax.custom_vjp`): that encoded H×W int32 is the only per-pixel residual. Each
   pixel gathers its nearest bone's constants, recomputes the closest point
   c = (1-t) x_i + t x_j and takes dq/dx_i = -2 (1-t)(p - c) / s_b, dq/dx_j = -2 t (p - c) / s_b
   (t minimizes the distance, so its own derivative drops out); a segment-sum over the bone
   index gives per-bone totals, which add into the J keypoints. Where bones tie, one of them
-  gets the pixel's gradient. Temporaries: about 52 bytes a pixel, against ~650 for the dense
-  bones×H×W formulation (benchmarks/render.py).
+  gets the pixel's gradient. The pixels are walked in row blocks of about 8K (`lax.scan`):
+  the temporaries, ~52 bytes a pixel of one block (against ~650 a pixel of the whole mask for
+  the dense bones×H×W formulation), are a few buffers reused block after block: 32 MB in all
+  (the residual and the output included) for a batch of 32 at 256² instead of 112 MB, and
+  fewer fresh pages to fault in on every call, where much of the time went.
 - Choices measured on a 2-core CPU (XLA:CPU, batch 32, 64²–256²):
-  * The bone loop is a `lax.fori_loop` unrolled by 8. A loop-free Python unroll over the 24
-    static bones renders as fast, but XLA then fuses the whole min/argmin chain into every
-    consumer of the residual and recomputes it there: 6–13× slower forward+gradient.
+  * The bones are a `lax.fori_loop` over passes of 8, each pass one fused loop over the
+    pixels. A loop-free unroll over all 24 bones renders as fast, but XLA then fuses the whole
+    min/argmin chain into every consumer of the residual and recomputes it there (6–13×
+    slower forward+gradient); `lax.optimization_barrier` does not stop that on XLA:CPU.
   * Segment-sum (scatter-add) over bones beats a one-hot over joints (XLA:CPU does not fuse a
     select into a reduction, so every one-hot slice is materialized: 5–10× slower) and a
     variadic reduce over bones × 4 outputs (no temporaries, but scalar code: ~2× slower at
-    64² and 128²; at 256² it is on par, as the scatter path's 100 MB of temporaries are
-    fresh pages that fault on every call). One row gather of the bone constants beats
+    64² and 128²; at 256² it was on par with the unblocked scatter path, whose 100 MB of
+    temporaries were fresh pages that fault on every call). Masked per-bone sums (a dense
+    pass per bone) are 3–13× slower still. One row gather of the bone constants beats
     per-column gathers, and a 24-way select chain gets fused into several consumers and
     recomputed (10× slower).
 """
@@ -54,7 +65,10 @@ _MAX_BONES = 1 << _INDEX_BITS
 _INDEX_MASK = _MAX_BONES - 1
 # A segment shorter than 1e-6 (normalized units) is treated as a point: t = 0, all to x_i.
 _MIN_SQUARED_LENGTH = 1e-12
-_UNROLL = 8
+# Bones drawn per pass over the pixels (one fused loop body).
+_BONES_PER_PASS = 8
+# Pixels per row block of the backward pass (its temporaries are ~52 bytes a pixel).
+_BLOCK_PIXELS = 8192
 
 
 def pixel_grid(size):
@@ -69,10 +83,21 @@ def pixel_grid(size):
     """
     if size < 2:
         raise ValueError(f"size must be at least 2, got {size}")
+    return _pixel_rows(size, 0, size)
+
+
+def _pixel_rows(size, first_row, num_rows):
+    """(x, y) [num_rows, N]: rows first_row.. of the size-N grid (first_row may be traced)."""
     step = 2.0 / (size - 1)
-    x_HxW = lax.broadcasted_iota(jnp.float32, (size, size), 1) * step - 1.0
-    y_HxW = lax.broadcasted_iota(jnp.float32, (size, size), 0) * step - 1.0
-    return x_HxW, y_HxW
+    x_RxN = lax.broadcasted_iota(jnp.float32, (num_rows, size), 1) * step - 1.0
+    rows_RxN = lax.broadcasted_iota(jnp.int32, (num_rows, size), 0) + first_row
+    return x_RxN, rows_RxN.astype(jnp.float32) * step - 1.0
+
+
+def _row_blocks(size):
+    """How many equal row blocks the backward pass walks through: about _BLOCK_PIXELS each."""
+    wanted = -(-size * size // _BLOCK_PIXELS)
+    return max(d for d in range(1, min(wanted, size) + 1) if size % d == 0)
 
 
 def _bone_table(keypoints_Jx2, body_width, bones, width_scales):
@@ -94,22 +119,54 @@ def _closest_point(x, y, ax, ay, vx, vy, inv_sq_len):
     return t, wx - t * vx, wy - t * vy
 
 
+def _distance_coefficients(keypoints_Jx2, body_width, bones, width_scales):
+    """[NB, 5] per bone (sx, sy, s0, n0, h): s = x sx + y sy + s0, n = x sy - y sx + n0.
+
+    With k = 1/sqrt(s_b), unit direction u, length L and start x_i: s = k (u·(p - x_i) - L/2),
+    n = k (u × (p - x_i)), h = kL/2, so that d_b(p)² / s_b = n² + max(|s| - h, 0)². A segment
+    shorter than 1e-6 gets u = (1, 0) and L = 0: the distance to its start.
+    """
+    start_Bx2 = keypoints_Jx2[np.array([i for i, _ in bones])]
+    dir_Bx2 = keypoints_Jx2[np.array([j for _, j in bones])] - start_Bx2
+    sq_len_B = jnp.sum(dir_Bx2 * dir_Bx2, axis=-1)
+    long_enough = sq_len_B > _MIN_SQUARED_LENGTH
+    len_B = jnp.sqrt(jnp.where(long_enough, sq_len_B, 1.0))
+    k_B = lax.rsqrt(body_width * jnp.asarray(width_scales, jnp.float32))
+    sx_B = k_B * jnp.where(long_enough, dir_Bx2[:, 0] / len_B, 1.0)
+    sy_B = k_B * jnp.where(long_enough, dir_Bx2[:, 1] / len_B, 0.0)
+    h_B = 0.5 * k_B * jnp.where(long_enough, len_B, 0.0)
+    s0_B = -(start_Bx2[:, 0] * sx_B + start_Bx2[:, 1] * sy_B) - h_B
+    n0_B = start_Bx2[:, 1] * sx_B - start_Bx2[:, 0] * sy_B
+    return jnp.stack([sx_B, sy_B, s0_B, n0_B, h_B], axis=-1)
+
+
 def _encoded_min(keypoints_Jx2, body_width, size, bones, width_scales):
     """int32 [N, N]: min over bones of (bits(d_b² / s_b) & ~31) | b."""
-    start, direction, inv_sq_len, inv_width = _bone_table(
-        keypoints_Jx2, body_width, bones, width_scales)
+    coef_Bx5 = _distance_coefficients(keypoints_Jx2, body_width, bones, width_scales)
+    per_pass = min(_BONES_PER_PASS, len(bones))
+    num_passes = -(-len(bones) // per_pass)
+    # Padding repeats the last bone under higher indices: equal q, so it never wins the min.
+    coef_Bx5 = jnp.concatenate(
+        [coef_Bx5, jnp.repeat(coef_Bx5[-1:], num_passes * per_pass - len(bones), axis=0)])
 
-    def body(b, code_HxW):
+    def one_pass(p, code_HxW):
         # The grid is built inside the body so that it fuses instead of being read from memory.
         x_HxW, y_HxW = pixel_grid(size)
-        _, rx, ry = _closest_point(x_HxW, y_HxW, start[b, 0], start[b, 1], direction[b, 0],
-                                   direction[b, 1], inv_sq_len[b])
-        q_HxW = (rx * rx + ry * ry) * inv_width[b]
-        bits = lax.bitcast_convert_type(q_HxW, jnp.int32)
-        return jnp.minimum(code_HxW, (bits & ~_INDEX_MASK) | b)
+        for offset in range(per_pass):
+            b = p * per_pass + offset
+            sx, sy, s0, n0, h = (coef_Bx5[b, m] for m in range(5))
+            along_HxW = x_HxW * sx + (y_HxW * sy + s0)
+            across_HxW = x_HxW * sy + (n0 - y_HxW * sx)
+            excess_HxW = jnp.abs(along_HxW) - h
+            excess_HxW = lax.bitcast_convert_type(
+                jnp.maximum(lax.bitcast_convert_type(excess_HxW, jnp.int32), 0), jnp.float32)
+            q_HxW = across_HxW * across_HxW + excess_HxW * excess_HxW
+            bits_HxW = lax.bitcast_convert_type(q_HxW, jnp.int32)
+            code_HxW = jnp.minimum(code_HxW, (bits_HxW & ~_INDEX_MASK) | b)
+        return code_HxW
 
     init = jnp.full((size, size), jnp.iinfo(jnp.int32).max, jnp.int32)
-    return lax.fori_loop(0, len(bones), body, init, unroll=min(_UNROLL, len(bones)))
+    return lax.fori_loop(0, num_passes, one_pass, init)
 
 
 def _decode(code_HxW):
@@ -134,26 +191,38 @@ def _render_bwd(size, bones, width_scales, residuals, grad_HxW):
     keypoints_Jx2, body_width, code_HxW = residuals
     start, direction, inv_sq_len, inv_width = _bone_table(
         keypoints_Jx2, body_width, bones, width_scales)
-    q_HxW, bone_HxW = _decode(code_HxW)
-    grad_q_HxW = grad_HxW * jnp.exp(-q_HxW)  # -dL/dq; the 2/s_b of d(d²)/dx is in the table.
     table_Bx6 = jnp.concatenate(
         [start, direction, inv_sq_len[:, None], 2.0 * inv_width[:, None]], axis=-1)
-    per_pixel = jnp.take(table_Bx6, bone_HxW, axis=0, mode="clip")
-    ax, ay, vx, vy, inv_len, two_inv_width = (per_pixel[..., k] for k in range(6))
-    x_HxW, y_HxW = pixel_grid(size)
-    t, rx, ry = _closest_point(x_HxW, y_HxW, ax, ay, vx, vy, inv_len)
-    scale = grad_q_HxW * two_inv_width
-    end_x = scale * t * rx
-    end_y = scale * t * ry
-    terms_Px4 = jnp.stack([scale * rx - end_x, scale * ry - end_y, end_x, end_y],
-                          axis=-1).reshape(-1, 4)
-    sums_Bx4 = jax.ops.segment_sum(terms_Px4, bone_HxW.reshape(-1), len(bones), mode="drop")
+    num_blocks = _row_blocks(size)
+    rows = size // num_blocks
+
+    def block(carry, inputs):
+        sums_Bx4, grad_width = carry
+        first_row, code_RxN, grad_RxN = inputs
+        q_RxN, bone_RxN = _decode(code_RxN)
+        grad_q_RxN = grad_RxN * jnp.exp(-q_RxN)  # -dL/dq; the 2/s_b of d(d²)/dx is in the table.
+        per_pixel = jnp.take(table_Bx6, bone_RxN, axis=0, mode="clip")
+        ax, ay, vx, vy, inv_len, two_inv_width = (per_pixel[..., k] for k in range(6))
+        x_RxN, y_RxN = _pixel_rows(size, first_row, rows)
+        t, rx, ry = _closest_point(x_RxN, y_RxN, ax, ay, vx, vy, inv_len)
+        scale = grad_q_RxN * two_inv_width
+        end_x = scale * t * rx
+        end_y = scale * t * ry
+        terms_Px4 = jnp.stack([scale * rx - end_x, scale * ry - end_y, end_x, end_y],
+                              axis=-1).reshape(-1, 4)
+        sums_Bx4 += jax.ops.segment_sum(terms_Px4, bone_RxN.reshape(-1), len(bones),
+                                        mode="drop")
+        return (sums_Bx4, grad_width + jnp.sum(grad_q_RxN * q_RxN)), None
+
+    (sums_Bx4, grad_width), _ = lax.scan(
+        block, (jnp.zeros((len(bones), 4), jnp.float32), jnp.zeros((), jnp.float32)),
+        (jnp.arange(num_blocks, dtype=jnp.int32) * rows,
+         code_HxW.reshape(num_blocks, rows, size), grad_HxW.reshape(num_blocks, rows, size)))
     grad_kp_Jx2 = (jnp.zeros_like(keypoints_Jx2)
                    .at[np.array([i for i, _ in bones])].add(sums_Bx4[:, :2])
                    .at[np.array([j for _, j in bones])].add(sums_Bx4[:, 2:]))
     # q = d² / (body_width * scale_b), so dS/d(body_width) = S * q / body_width.
-    grad_width = jnp.sum(grad_q_HxW * q_HxW) / body_width
-    return grad_kp_Jx2, grad_width.astype(body_width.dtype)
+    return grad_kp_Jx2, (grad_width / body_width).astype(body_width.dtype)
 
 
 _render.defvjp(_render_fwd, _render_bwd)

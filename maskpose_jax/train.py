@@ -99,16 +99,19 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
     def loss_fn(params, state, batch):
         b, v = batch["image"].shape[:2]
         images = batch["image"].reshape(b * v, *batch["image"].shape[2:])
-        out, new_vars = detector.apply(
-            _detector_variables(params["detector"], state.batch_stats), images, train=True,
-            mutable=["batch_stats"] if batch_norm else [])
+        # Named scopes label the profile's ops (benchmarks/train_step.py splits time by them).
+        with jax.named_scope("detector"):
+            out, new_vars = detector.apply(
+                _detector_variables(params["detector"], state.batch_stats), images, train=True,
+                mutable=["batch_stats"] if batch_norm else [])
         keypoints = out["keypoints"].reshape(b, v, skeleton.NUM_JOINTS, 3)
         weights = cascade.loss_weights(state.step, stages)
         if oracle:
             terms = losses.oracle_terms(keypoints, batch, image_size, depth_range)
         else:
             def physique_apply(masks):
-                return physique.apply({"params": params["physique"]}, masks)
+                with jax.named_scope("shape_prior"):
+                    return physique.apply({"params": params["physique"]}, masks)
             terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config, image_size,
                                       depth_range)
         total = sum(weights[t] * terms[t] for t in cascade.LOSS_TERMS if t in terms)
@@ -121,12 +124,14 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
         batch = {k: batch[k] for k in fields + ("view_valid",) if k in batch}
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (total, (terms, batch_stats)), grads = grad_fn(state.params, state, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        with jax.named_scope("optimizer"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            new_params = optax.apply_updates(state.params, updates)
         if batch_norm:  # a frozen detector keeps its statistics too
             active = cascade.module_active(state.step, stages, "detector")
             batch_stats = jax.tree.map(lambda n, o: jnp.where(active, n, o), batch_stats,
                                        state.batch_stats)
-        new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+        new_state = TrainState(step=state.step + 1, params=new_params,
                                batch_stats=batch_stats, opt_state=opt_state)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
@@ -235,6 +240,9 @@ def make_train_dataset(config, source):
             augment=config.data.augment, num_threads=config.data.num_threads,
             prefetch=config.data.prefetch, views=tuple(config.data.views),
             extra_fields=("joints_world",) if oracle else ())
+    if oracle:
+        raise ValueError("config.loss.supervision='oracle' reads ground-truth joints, which mixed "
+                         "sources (config.data.mix) may not have (in-the-wild video): use one source")
     sources = [input_pipeline.MixSource(source, float(config.data.weight),
                                         tuple(config.data.views),
                                         f"config.data ({config.data.name})")]
