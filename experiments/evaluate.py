@@ -17,15 +17,16 @@ def main(argv):
     import jax  # pylint: disable=import-outside-toplevel
 
     import data_builders  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
     from maskpose_jax import evaluation  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
     from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
-    builder = train.get_builder(config)
+    builder = datasets.get_builder(config)
     source = data_builders.data_source(builder, config.data.eval_split)
-    image_size = train.image_size_of(source)
+    image_size = datasets.image_size_of(source)
     state = train.restore_latest(config, workdir, image_size, sharding.make_mesh())
     detector, _ = train.create_models(config)
     local = train.local_copy(state)

@@ -1,6 +1,6 @@
 """Training: the train state, one jitted `train_step(state, batch)`, evaluation, and the loop.
 
-`train_and_evaluate(config, workdir)` is the whole run: it builds the dataset if asked, creates
+`train_and_evaluate(config, workdir)` is the whole run: it opens the datasets (`datasets`), creates
 the parameters directly in their sharding on a 1-D `data` mesh over every device (batch sharded,
 parameters replicated: XLA averages the gradients), resumes from the latest checkpoint of
 `workdir` (parameters, optimizer, step and data order), and trains through the cascade's stages
@@ -23,6 +23,7 @@ import optax
 import data_builders
 from maskpose_jax import cascade
 from maskpose_jax import checkpoint
+from maskpose_jax import datasets
 from maskpose_jax import evaluation
 from maskpose_jax import input_pipeline
 from maskpose_jax import losses
@@ -224,91 +225,9 @@ def restore_latest(config, workdir: str, image_size: int, mesh):
     return state
 
 
-def make_train_dataset(config, source):
-    """This process's training pipeline: no ground truth, except for the supervised oracle.
-
-    With `config.data.mix` empty, `source` (the primary dataset's training split) alone, as
-    `input_pipeline.make_dataset` reads it. Otherwise a mixture (`input_pipeline.make_mixture`):
-    `source` with `config.data.weight` first, then every mix entry of weight > 0, each opened (and
-    built when missing and allowed) here.
-    """
-    oracle = config.loss.supervision == "oracle"
-    if not config.data.mix:
-        return input_pipeline.make_dataset(
-            source, global_batch_size=config.train.batch_size, training=True, seed=config.seed,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            augment=config.data.augment, num_threads=config.data.num_threads,
-            prefetch=config.data.prefetch, views=tuple(config.data.views),
-            extra_fields=("joints_world",) if oracle else ())
-    if oracle:
-        raise ValueError("config.loss.supervision='oracle' reads ground-truth joints, which mixed "
-                         "sources (config.data.mix) may not have (in-the-wild video): use one source")
-    sources = [input_pipeline.MixSource(source, float(config.data.weight),
-                                        tuple(config.data.views),
-                                        f"config.data ({config.data.name})")]
-    for index in range(len(config.data.mix)):
-        entry = _mix_entry(config, index)
-        records = ()
-        if entry["weight"] > 0:
-            records = data_builders.data_source(get_builder(config, index), entry["train_split"])
-        label = f"config.data.mix[{index}] ({entry['name']})"
-        sources.append(input_pipeline.MixSource(records, entry["weight"], entry["views"], label))
-    return input_pipeline.make_mixture(
-        sources, global_batch_size=config.train.batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        augment=config.data.augment, num_threads=config.data.num_threads,
-        prefetch=config.data.prefetch, extra_fields=("joints_world",) if oracle else ())
-
-
-_MIX_FIELDS = ("name", "weight", "data_dir", "options", "train_split", "views")
-
-
-def _mix_entry(config, index: int) -> dict:
-    """`config.data.mix[index]` as a dict, defaults filled in; a bad field is an error naming it."""
-    key = f"config.data.mix[{index}]"
-    fields = {"data_dir": "", "options": {}, "train_split": "train", "views": (),
-              **dict(config.data.mix[index])}
-    bad = sorted(set(fields) - set(_MIX_FIELDS)) + [
-        f"{k} (missing)" for k in ("name", "weight") if k not in fields]
-    if bad:
-        raise ValueError(f"{key}: bad field(s) {', '.join(bad)}; fields: {', '.join(_MIX_FIELDS)}")
-    if fields["name"] not in data_builders.BUILDERS:
-        raise ValueError(f"{key}.name: no builder for dataset {fields['name']!r} in "
-                         f"data_builders/; builders: {', '.join(sorted(data_builders.BUILDERS))}")
-    if not float(fields["weight"]) >= 0:
-        raise ValueError(f"{key}.weight must be >= 0, got {fields['weight']}")
-    return {**fields, "weight": float(fields["weight"]), "options": dict(fields["options"]),
-            "data_dir": fields["data_dir"] or config.data.data_dir, "views": tuple(fields["views"])}
-
-
-def get_builder(config, mix_index: int | None = None):
-    """The builder of the configured dataset, or of `config.data.mix[mix_index]`, built first
-    when missing and allowed (`config.data.build_if_missing`, one process)."""
-    if mix_index is None:
-        name, data_dir, split = config.data.name, config.data.data_dir, config.data.train_split
-        builder = data_builders.make_builder(name, data_dir or None, **dict(config.data.options))
-    else:
-        entry = _mix_entry(config, mix_index)
-        name, data_dir, split = entry["name"], entry["data_dir"], entry["train_split"]
-        try:
-            builder = data_builders.make_builder(name, data_dir or None, **entry["options"])
-        except ValueError as error:
-            raise ValueError(f"config.data.mix[{mix_index}].options: {error}") from None
-    if not builder.is_prepared():
-        if not config.data.build_if_missing or jax.process_count() > 1:
-            data_builders.data_source(builder, split)  # raises, says how
-        _say(f"building dataset {name} into {builder.data_dir}")
-        builder.download_and_prepare()
-    return builder
-
-
 def _say(message: str) -> None:
     if jax.process_index() == 0:
         print(message, flush=True)
-
-
-def image_size_of(source) -> int:
-    return int(input_pipeline.decode_example(source[0])["image"].shape[1])
 
 
 def _mean_metrics(history: list[dict]) -> dict:
@@ -347,12 +266,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     cascade.validate_stages(config.stages)
     os.makedirs(workdir, exist_ok=True)
-    builder = get_builder(config)
+    builder = datasets.get_builder(config)
     train_source = data_builders.data_source(builder, config.data.train_split)
     eval_source = data_builders.data_source(builder, config.data.eval_split)
-    image_size = image_size_of(train_source)
+    image_size = datasets.image_size_of(train_source)
     # Every training source (mixtures included) is opened, or built, before anything compiles.
-    train_dataset = make_train_dataset(config, train_source)
+    train_dataset = datasets.make_train_dataset(config, train_source)
 
     mesh = sharding.make_mesh()
     detector, physique = create_models(config)

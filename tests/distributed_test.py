@@ -18,8 +18,8 @@ import pytest
 import data_builders
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import datasets
 from maskpose_jax import input_pipeline
-from maskpose_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
@@ -43,8 +43,8 @@ def batches_path(tmp_path_factory):
     config = tiny.get_config()
     config.data.data_dir = str(path / "tfds")
     config.train.batch_size = GLOBAL_BATCH
-    source = data_builders.data_source(train.get_builder(config), config.data.train_split)
-    iterator = iter(train.make_train_dataset(config, source))
+    source = data_builders.data_source(datasets.get_builder(config), config.data.train_split)
+    iterator = iter(datasets.make_train_dataset(config, source))
     batches = [next(iterator) for _ in range(cascade.total_steps(config.stages))]
     assert set(batches[0]) == set(input_pipeline.TRAIN_FIELDS)  # no ground truth
     out = path / "batches.npz"

@@ -15,6 +15,7 @@ import data_builders
 from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import datasets
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
 from maskpose_jax import train
@@ -63,8 +64,8 @@ def runs(tmp_path_factory):
     """float32 and bfloat16: the same initial state and batches, STEPS train steps each."""
     config, detector, physique, optimizer = _setup("float32")
     config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    source = data_builders.data_source(train.get_builder(config), config.data.train_split)
-    iterator = iter(train.make_train_dataset(config, source))
+    source = data_builders.data_source(datasets.get_builder(config), config.data.train_split)
+    iterator = iter(datasets.make_train_dataset(config, source))
     batches = [next(iterator) for _ in range(STEPS)]
     assert set(batches[0]) == set(input_pipeline.TRAIN_FIELDS)
 

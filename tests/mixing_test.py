@@ -15,6 +15,7 @@ from experiments.configs import h36m_in_the_wild
 from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import datasets
 from maskpose_jax import checkpoint
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
@@ -242,23 +243,23 @@ def _mix_config(data_dir):
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
     config = _mix_config(path)
-    train.make_train_dataset(config, _primary(config))  # builds both tiny datasets
+    datasets.make_train_dataset(config, _primary(config))  # builds both tiny datasets
     return path
 
 
 def _primary(config):
-    return data_builders.data_source(train.get_builder(config), "train")
+    return data_builders.data_source(datasets.get_builder(config), "train")
 
 
 def test_trainer_builds_every_source_and_mixes_them(data_dir):
     config = _mix_config(data_dir)
-    mixed = next(iter(train.make_train_dataset(config, _primary(config))))
+    mixed = next(iter(datasets.make_train_dataset(config, _primary(config))))
     assert mixed["image"].shape == (4, 4, 32, 32, 3)
     np.testing.assert_array_equal(mixed["view_valid"], [[1] * 4] * 3 + [[1, 0, 0, 0]])
     # An empty mix is today's pipeline: make_dataset over the primary source, batch for batch.
     config.data.mix = []
     source = _primary(config)
-    got = next(iter(train.make_train_dataset(config, source)))
+    got = next(iter(datasets.make_train_dataset(config, source)))
     want = next(iter(input_pipeline.make_dataset(
         source, global_batch_size=4, training=True, seed=config.seed, num_threads=1)))
     assert set(got) == set(want) == set(input_pipeline.TRAIN_FIELDS)
@@ -270,15 +271,15 @@ def test_bad_mix_entries_are_named(data_dir):
     config = _mix_config(data_dir)
     config.data.mix[0].name = "no_such_set"
     with pytest.raises(ValueError, match=r"config\.data\.mix\[0\]\.name.*no_such_set"):
-        train.make_train_dataset(config, _primary(_mix_config(data_dir)))
+        datasets.make_train_dataset(config, _primary(_mix_config(data_dir)))
     config = _mix_config(data_dir)
     config.data.mix[0].options.image_size = 16
     with pytest.raises(ValueError, match=r"crop size.*config\.data\.mix\[0\]"):
-        train.make_train_dataset(config, _primary(config))
+        datasets.make_train_dataset(config, _primary(config))
     config = _mix_config(data_dir)
     config.data.mix[0].options.nope = 1
     with pytest.raises(ValueError, match=r"config\.data\.mix\[0\]\.options.*nope"):
-        train.get_builder(config, 0)
+        datasets.get_builder(config, 0)
 
 
 @pytest.mark.slow
@@ -292,7 +293,7 @@ def test_padded_view_content_changes_neither_loss_nor_gradients(data_dir):
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = train.init_state(config, detector, physique, optimizer, 32, mesh)
     step = train.make_train_step(config, detector, physique, optimizer, 32, mesh)
-    batch = next(iter(train.make_train_dataset(config, source)))
+    batch = next(iter(datasets.make_train_dataset(config, source)))
     padded = batch["view_valid"] == 0
     assert padded.any()
     rng = np.random.default_rng(0)
@@ -327,9 +328,9 @@ def test_mixed_training_end_to_end(data_dir, tmp_path):
     assert data_state == {"parents": [{"next_index": 9}, {"next_index": 3}]}
     # A resumed run's iterator continues where the run stopped: with the fourth batch.
     source = _primary(config)
-    fresh = iter(train.make_train_dataset(config, source))
+    fresh = iter(datasets.make_train_dataset(config, source))
     want = [next(fresh) for _ in range(4)][-1]
-    resumed = iter(train.make_train_dataset(config, source))
+    resumed = iter(datasets.make_train_dataset(config, source))
     resumed.set_state(data_state)
     got = next(resumed)
     for key in want:

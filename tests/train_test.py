@@ -16,6 +16,7 @@ import pytest
 import data_builders
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import datasets
 from maskpose_jax import checkpoint
 from maskpose_jax import input_pipeline
 from maskpose_jax import losses
@@ -28,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    train.get_builder(_config(path))  # builds the tiny dataset once
+    datasets.get_builder(_config(path))  # builds the tiny dataset once
     return path
 
 
@@ -39,9 +40,9 @@ def _config(data_dir, variant="default"):
 
 
 def _setup(config, mesh):
-    builder = train.get_builder(config)
+    builder = datasets.get_builder(config)
     source = data_builders.data_source(builder, "train")
-    image_size = train.image_size_of(source)
+    image_size = datasets.image_size_of(source)
     detector, physique = train.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = train.init_state(config, detector, physique, optimizer, image_size, mesh)
@@ -50,7 +51,7 @@ def _setup(config, mesh):
 
 
 def _batches(config, source, count):
-    iterator = iter(train.make_train_dataset(config, source))
+    iterator = iter(datasets.make_train_dataset(config, source))
     return [next(iterator) for _ in range(count)]
 
 
@@ -91,7 +92,7 @@ def test_one_compilation_across_stage_boundaries(data_dir):
 @pytest.mark.parametrize("variant", ["default", "no_physique", "single_view", "no_cascade"])
 def test_training_batches_carry_no_ground_truth(data_dir, variant):
     config = _config(data_dir, variant)
-    source = data_builders.data_source(train.get_builder(config), "train")
+    source = data_builders.data_source(datasets.get_builder(config), "train")
     batch = _batches(config, source, 1)[0]
     assert set(batch) == set(input_pipeline.TRAIN_FIELDS)
 
@@ -111,7 +112,7 @@ def test_train_step_ignores_ground_truth_it_is_handed(data_dir):
 
 def test_oracle_reads_truth_and_is_labelled(data_dir):
     config = _config(data_dir, "oracle")
-    source = data_builders.data_source(train.get_builder(config), "train")
+    source = data_builders.data_source(datasets.get_builder(config), "train")
     batch = _batches(config, source, 1)[0]
     assert "joints_world" in batch
     assert config.loss.supervision == "oracle"
@@ -238,15 +239,15 @@ def test_real_data_configs_say_what_is_missing(tmp_path):
     config = h36m.get_config()
     config.data.data_dir = str(tmp_path)
     with pytest.raises(ValueError, match="root_dir is required"):
-        train.get_builder(config)
+        datasets.get_builder(config)
     config.data.options.root_dir = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        train.get_builder(config)
+        datasets.get_builder(config)
     # A release that is there but not built: not built implicitly; the error gives the command.
     config.data.options.root_dir = str(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"python -m data_builders\.build h36m "
                        rf"--data_dir={tmp_path} --root_dir={tmp_path}"):
-        train.get_builder(config)
+        datasets.get_builder(config)
 
 
 @pytest.mark.slow
