@@ -80,14 +80,15 @@ def dense_skeleton_mask(keypoints_Jx2, size, body_width=3e-3, bones=skeleton.BON
     return jnp.max(jnp.exp(-d2 / widths), axis=0)
 
 
-def _median_ms(fn, args, repeats):
+def _best_and_median_ms(fn, args, repeats):
+    """Best and median wall time of `repeats` calls after a warm-up call, ms."""
     jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * min(times), 1e3 * statistics.median(times)
 
 
 def _compiled_mb(fn, args):
@@ -107,8 +108,8 @@ def measure(renderer, keypoints, target, repeats):
         return jnp.mean((forward(kp) - target) ** 2)
 
     fwd, grad = jax.jit(forward), jax.jit(jax.value_and_grad(loss))
-    return dict(fwd_ms=_median_ms(fwd, (keypoints,), repeats),
-                grad_ms=_median_ms(grad, (keypoints,), repeats),
+    return dict(fwd_ms=_best_and_median_ms(fwd, (keypoints,), repeats)[1],
+                grad_ms=_best_and_median_ms(grad, (keypoints,), repeats)[1],
                 fwd_mb=_compiled_mb(forward, (keypoints,)),
                 grad_mb=_compiled_mb(jax.value_and_grad(loss), (keypoints,)))
 
@@ -247,16 +248,6 @@ def floor_table(keypoints, sizes, repeats):
         print(f"| {size} | {evaluations / 1e6:.1f} | {fma / 1e9:.0f} | {matmul / 1e9:.0f} "
               f"| {floor_ms:.2f} | {best:.2f} / {median:.2f} | {best / floor_ms:.2f} |",
               flush=True)
-
-
-def _best_and_median_ms(fn, args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times), 1e3 * statistics.median(times)
 
 
 def main():

@@ -2,7 +2,6 @@
 copy with broken files; checks every field, the geometry, each mask source, frame selection,
 the bad-input policy, determinism and the option errors."""
 
-import filecmp
 import os
 import shutil
 
@@ -12,6 +11,7 @@ import pytest
 
 import data_builders
 from data_builders import frames
+from data_builders import testing
 from data_builders.h36m import calibration
 from data_builders.h36m import h36m_dataset_builder as h36m
 from data_builders.h36m import make_dummy_data
@@ -155,11 +155,7 @@ def test_frame_indices():
 
 def test_same_options_give_identical_files(built, tmp_path):
     again = _build(tmp_path)
-    names = sorted(f for f in os.listdir(built.data_path) if ".array_record" in f)
-    assert names == sorted(f for f in os.listdir(again.data_path) if ".array_record" in f)
-    for name in names:
-        assert filecmp.cmp(os.path.join(built.data_path, name),
-                           os.path.join(again.data_path, name), shallow=False), name
+    testing.assert_same_records(built, again)
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +211,7 @@ def test_bad_input_is_an_error_naming_the_file(bad_root, tmp_path, options, mess
     with pytest.raises(frames.BadInput, match=message):
         builder.download_and_prepare()
     # tfds wrote into a temporary folder: nothing looks finished.
-    assert not builder.is_prepared()
-    assert not os.path.exists(builder.data_path)
+    testing.assert_nothing_finished(builder)
 
 
 def test_skip_mode_counts_and_skips_the_bad_parts(bad_root, tmp_path):

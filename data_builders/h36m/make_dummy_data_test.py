@@ -5,21 +5,17 @@ import os
 
 import numpy as np
 
+from data_builders import testing
 from data_builders import video
 from data_builders.h36m import make_dummy_data
-
-
-def _files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root)
-                  for d, _, files in os.walk(root) for f in files)
 
 
 def test_script_regenerates_the_committed_dummy_data(tmp_path):
     out = str(tmp_path / "dummy_data")
     make_dummy_data.main(["--out", out])
     committed = make_dummy_data.OUT_DIR
-    assert _files(out) == _files(committed)
-    for name in _files(out):
+    assert testing.tree_files(out) == testing.tree_files(committed)
+    for name in testing.tree_files(out):
         new, old = os.path.join(out, name), os.path.join(committed, name)
         if name.endswith(".mp4"):
             # The H.264 bitstream may depend on the encoder's thread count: compare pixels.

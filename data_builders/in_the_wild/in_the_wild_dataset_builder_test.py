@@ -2,7 +2,6 @@
 masks) and checks every field, the crop against the drawn silhouette, determinism, the options
 and every bad input (as an error naming the file, and as a counted skip)."""
 
-import filecmp
 import logging
 import os
 import shutil
@@ -13,6 +12,7 @@ from PIL import Image
 
 import data_builders
 from data_builders import frames
+from data_builders import testing
 from data_builders.in_the_wild import in_the_wild_dataset_builder as wild
 from data_builders.in_the_wild import make_dummy_data
 from maskpose_jax import geodesic
@@ -100,11 +100,7 @@ def test_crop_and_mask_follow_the_drawn_silhouette(built):
 
 def test_same_options_give_identical_files(built, tmp_path):
     again = _build(tmp_path)
-    names = sorted(f for f in os.listdir(built.data_path) if ".array_record" in f)
-    assert names == sorted(f for f in os.listdir(again.data_path) if ".array_record" in f)
-    for name in names:
-        assert filecmp.cmp(os.path.join(built.data_path, name),
-                           os.path.join(again.data_path, name), shallow=False), name
+    testing.assert_same_records(built, again)
 
 
 def test_videos_and_frame_stride(tmp_path):
@@ -187,11 +183,6 @@ def _copy(tmp_path, videos=("00001",)):
     return root
 
 
-def _assert_nothing_finished(builder):
-    assert not builder.is_prepared()
-    assert not os.path.exists(builder.data_path)
-
-
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_bad_input_is_an_error_naming_the_file(tmp_path, fault):
     root = _copy(tmp_path)
@@ -201,7 +192,7 @@ def test_bad_input_is_an_error_naming_the_file(tmp_path, fault):
     with pytest.raises(frames.BadInput, match=FAULTS[fault]) as error:
         builder.download_and_prepare()
     assert str(path) in str(error.value)
-    _assert_nothing_finished(builder)
+    testing.assert_nothing_finished(builder)
 
 
 def test_bad_inputs_are_counted_skips(tmp_path, caplog):
@@ -228,7 +219,7 @@ def test_nothing_left_to_build_fails(tmp_path):
         data_dir=str(tmp_path / "tfds"), file_format="array_record")
     with pytest.raises(frames.BadInput, match="no example could be made"):
         builder.download_and_prepare()
-    _assert_nothing_finished(builder)
+    testing.assert_nothing_finished(builder)
 
 
 def test_missing_root_and_empty_root(tmp_path):
@@ -239,7 +230,7 @@ def test_missing_root_and_empty_root(tmp_path):
                            file_format="array_record")
     with pytest.raises(FileNotFoundError, match=str(root)):
         builder.download_and_prepare()
-    _assert_nothing_finished(builder)
+    testing.assert_nothing_finished(builder)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes").mkdir()
     builder = wild.Builder(config=wild.make_config(root_dir=str(tmp_path / "empty")),
@@ -251,10 +242,7 @@ def test_missing_root_and_empty_root(tmp_path):
 def test_dummy_data_script_regenerates_the_committed_data(tmp_path):
     out = tmp_path / "dummy"
     assert make_dummy_data.main(["--out", str(out)]) == 0
-    committed = sorted(os.path.relpath(os.path.join(d, f), DUMMY_DIR)
-                       for d, _, names in os.walk(DUMMY_DIR) for f in names)
-    regenerated = sorted(os.path.relpath(os.path.join(d, f), out)
-                         for d, _, names in os.walk(out) for f in names)
+    committed, regenerated = testing.tree_files(DUMMY_DIR), testing.tree_files(out)
     assert committed == regenerated and len(committed) == 4 * make_dummy_data.NUM_FRAMES
     for name in committed:
         a = np.asarray(Image.open(os.path.join(DUMMY_DIR, name)), np.int32)

@@ -14,6 +14,7 @@ import scipy.io
 import data_builders
 from data_builders import frames
 from data_builders import preview
+from data_builders import testing
 from data_builders import video
 from data_builders.frames import BadInput
 from data_builders.mpi_inf_3dhp import make_dummy_data
@@ -39,10 +40,6 @@ def built(tmp_path_factory):
 
 def _decoded(builder, split):
     return [input_pipeline.decode_example(r) for r in data_builders.data_source(builder, split)]
-
-
-def _files(builder):
-    return sorted(f for f in os.listdir(builder.data_path) if ".array_record" in f)
 
 
 def test_builder_name():
@@ -106,10 +103,7 @@ def test_cameras_agree_on_the_world_joints(built):
 def test_same_options_give_identical_files(built, tmp_path):
     again = data_builders.make_builder("mpi_inf_3dhp", str(tmp_path), **OPTIONS)
     again.download_and_prepare()
-    assert _files(built) == _files(again)
-    for name in _files(built):
-        assert filecmp.cmp(os.path.join(built.data_path, name),
-                           os.path.join(again.data_path, name), shallow=False), name
+    testing.assert_same_records(built, again)
 
 
 def _examples(split, on_bad_input="error", **options):
@@ -251,20 +245,13 @@ def test_failed_build_leaves_nothing_finished(copy, tmp_path):
                                          **{**OPTIONS, "root_dir": str(copy)})
     with pytest.raises(BadInput, match="annot.mat: no such annotation file"):
         builder.download_and_prepare()
-    assert not builder.is_prepared()
-    assert not os.path.exists(builder.data_path)
-    config_dir = data_dir / "mpi_inf_3dhp" / builder.builder_config.name
-    leftovers = os.listdir(config_dir) if config_dir.exists() else []
-    assert all(name.startswith("incomplete") for name in leftovers)
+    testing.assert_nothing_finished(builder)
 
 
 def test_dummy_data_script_reproduces_the_committed_folder(tmp_path):
     out = tmp_path / "dummy"
     assert make_dummy_data.main(["--out", str(out)]) == 0
-    committed = sorted(os.path.relpath(os.path.join(d, f), DUMMY_DIR)
-                       for d, _, names in os.walk(DUMMY_DIR) for f in names)
-    written = sorted(os.path.relpath(os.path.join(d, f), out)
-                     for d, _, names in os.walk(out) for f in names)
+    committed, written = testing.tree_files(DUMMY_DIR), testing.tree_files(out)
     assert committed == written
     for name in committed:
         assert filecmp.cmp(os.path.join(DUMMY_DIR, name), out / name, shallow=False), name

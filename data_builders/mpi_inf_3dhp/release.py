@@ -162,10 +162,11 @@ def load_train_annotations(path, camera_ids: Sequence[int]) -> TrainAnnotations:
     """
     if not os.path.isfile(path):
         raise BadInput(f"{path}: no such annotation file")
+    if h5py.is_hdf5(path):
+        raise BadInput(f"{path}: MATLAB v7.3 file; the release's annot.mat is v5 (re-save it with "
+                       "`save(..., '-v7')` or use the file as downloaded)")
     try:
         raw = scipy.io.loadmat(path)
-    except NotImplementedError:
-        raise BadInput(f"{path}: MATLAB v7.3 file; the release's annot.mat is v5") from None
     except (ValueError, TypeError, OSError) as error:
         raise BadInput(f"{path}: cannot be read as a MATLAB file ({error})") from None
     missing = [k for k in ("annot3", "cameras", "frames") if k not in raw]
@@ -227,7 +228,7 @@ def load_test_annotations(path) -> TestAnnotations:
                 raw = {k: np.asarray(f[k]) for k in keys if k in f}
         else:
             raw = scipy.io.loadmat(path)
-    except (ValueError, TypeError, OSError, NotImplementedError) as error:
+    except (ValueError, TypeError, OSError) as error:
         raise BadInput(f"{path}: cannot be read as a MATLAB file ({error})") from None
     missing = [k for k in keys if k not in raw]
     if missing:
