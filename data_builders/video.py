@@ -3,7 +3,7 @@ ffmpeg needed). Used by the real-data builders and by their dummy-data scripts.
 """
 
 import os
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -20,14 +20,26 @@ def _open(path):
         raise frames_lib.BadInput(f"{path}: cannot be opened as a video ({error})") from None
 
 
-def iter_frames(path) -> Iterator[np.ndarray]:
+# Yielded by `iter_frames` in place of a frame its `keep` leaves out.
+SKIPPED = None
+
+
+def iter_frames(path, keep: Callable[[int], bool] | None = None) -> Iterator[np.ndarray | None]:
     """Decodes every frame of the first video stream, in order.
+
+    Every frame is decoded (a video cannot be read otherwise), but only the frames `keep(index)`
+    accepts are converted to RGB arrays: the others yield `SKIPPED` (None), which saves the
+    conversion on strided reads (4 of 5 frames at Human3.6M's default stride).
 
     A file cut short at a frame boundary can decode cleanly to fewer frames than it had: callers
     that know the frame count pass it to `read_frames(expected_count=...)`.
 
+    Args:
+        path: video file.
+        keep: frame index -> whether to convert it (default: every frame).
+
     Yields:
-        H×W×3 uint8 RGB frames.
+        H×W×3 uint8 RGB frames, or `SKIPPED` for the frames `keep` leaves out.
 
     Raises:
         BadInput: the file is missing, is not a video, is corrupt, or decodes to no frame at all
@@ -41,7 +53,8 @@ def iter_frames(path) -> Iterator[np.ndarray]:
         try:
             for frame in container.decode(stream):
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield (frame.to_ndarray(format="rgb24") if keep is None or keep(count - 1)
+                       else SKIPPED)
         except av.FFmpegError as error:
             raise frames_lib.BadInput(f"{path}: decoding failed ({error})") from None
         # A truncated MP4 can open and decode "cleanly" to nothing.
@@ -69,9 +82,9 @@ def read_frames(path, indices: Sequence[int] | None = None, expected_count: int 
     wanted = None if indices is None else set(int(i) for i in indices)
     kept = {}
     count = 0
-    for index, frame in enumerate(iter_frames(path)):
+    for index, frame in enumerate(iter_frames(path, None if wanted is None else wanted.__contains__)):
         count = index + 1
-        if wanted is None or index in wanted:
+        if frame is not SKIPPED:
             kept[index] = frame
         if expected_count is None and wanted is not None and len(kept) == len(wanted):
             break

@@ -55,6 +55,18 @@ def test_indices_pick_frames(videos):
         video.read_frames(videos["mp4"], indices=[2, 10])
 
 
+@pytest.mark.parametrize("kind", ["mp4", "avi"])
+def test_keep_converts_only_the_kept_frames(videos, kind):
+    every = list(video.iter_frames(videos[kind]))
+    strided = list(video.iter_frames(videos[kind], keep=lambda i: i % 3 == 0))
+    assert len(strided) == len(every) == T
+    for t in range(T):
+        if t % 3:
+            assert strided[t] is video.SKIPPED
+        else:
+            np.testing.assert_array_equal(strided[t], every[t])
+
+
 def test_expected_count_mismatch_names_both_counts(videos):
     assert len(video.read_frames(videos["avi"], expected_count=T)) == T
     with pytest.raises(frames.BadInput, match=r"clip\.avi.*has 8 frames, expected 9"):

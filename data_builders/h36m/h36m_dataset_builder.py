@@ -243,17 +243,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         with contextlib.ExitStack() as stack:
             sources = [self._mask_source(stack, sequence, c, v, num_frames, indices, backgrounds)
                        for c, v in zip(camera_ids, videos)]
-            streams = [stack.enter_context(contextlib.closing(video.iter_frames(v)))
-                       for v in videos]
+            streams = [stack.enter_context(contextlib.closing(
+                video.iter_frames(v, keep=wanted.__contains__))) for v in videos]
             intrinsics = None
             decoded = 0
             for index, views in enumerate(zip(*streams)):
                 decoded = index + 1
-                if intrinsics is None:  # frame 0: every view's size against its calibration
-                    intrinsics = np.stack([calibration.scaled_intrinsics(
-                        cam, frame.shape[1], frame.shape[0], source=v)
-                        for cam, frame, v in zip(rig, views, videos)])
                 if index in wanted:
+                    if intrinsics is None:  # every view's size against its calibration, once
+                        intrinsics = np.stack([calibration.scaled_intrinsics(
+                            cam, frame.shape[1], frame.shape[0], source=v)
+                            for cam, frame, v in zip(rig, views, videos)])
                     try:
                         crops = [self._crop(frame, source, index) for frame, source
                                  in zip(views, sources)]

@@ -168,12 +168,16 @@ def train_examples(config: Config, skips: frames.Skips):
                 yield from _train_sequence(config, subject, sequence, skips, pool)
 
 
+# What `_next_frames` gives for a stream that has ended (a skipped frame is `video.SKIPPED`).
+_END = object()
+
+
 def _next_frames(pool, streams):
-    """The next frame of every stream (None where it has ended), decoded in parallel.
+    """The next frame of every stream (`_END` where it has ended), decoded in parallel.
 
     Every decode finishes before an error is raised, so the streams can be closed after it.
     """
-    jobs = [pool.submit(next, stream, None) for stream in streams]
+    jobs = [pool.submit(next, stream, _END) for stream in streams]
     futures.wait(jobs)
     return [job.result() for job in jobs]
 
@@ -202,7 +206,10 @@ def _train_sequence(config, subject, sequence, skips, pool):
     rows = {int(f): r for r, f in enumerate(annotations.frames_T)}
     expected = max(rows) + 1 if rows else 0
     paths = image_paths + mask_paths
-    streams = [video.iter_frames(p) for p in paths]
+    def sampled(index):
+        return index % config.frame_stride == 0 and index in rows
+
+    streams = [video.iter_frames(p, keep=sampled) for p in paths]
     num_views = len(cams)
     frame, decoded = 0, []
     try:
@@ -212,7 +219,7 @@ def _train_sequence(config, subject, sequence, skips, pool):
             except BadInput as error:
                 skips(error, "corrupt videos")
                 return
-            if frame == expected or any(x is None for x in decoded):
+            if frame == expected or any(x is _END for x in decoded):
                 break
             if frame % config.frame_stride == 0 and frame in rows:
                 views = [calibration[c] for c in cams]
@@ -239,12 +246,12 @@ def _train_sequence(config, subject, sequence, skips, pool):
         for stream in streams:
             stream.close()
     if frame < expected:
-        short = next(p for p, x in zip(paths, decoded) if x is None)
+        short = next(p for p, x in zip(paths, decoded) if x is _END)
         lost = sum(1 for f in rows if frame <= f < expected and f % config.frame_stride == 0)
         skips(BadInput(f"{short}: the video has {frame} frames, {annot_path} annotates {expected} "
                        f"({lost} sampled frames past its end left out)"), "frame-count mismatches")
-    elif not all(x is None for x in decoded):
-        longer = next(p for p, x in zip(paths, decoded) if x is not None)
+    elif not all(x is _END for x in decoded):
+        longer = next(p for p, x in zip(paths, decoded) if x is not _END)
         skips(BadInput(f"{longer}: the video has more than the {expected} frames {annot_path} "
                        f"annotates"), "frame-count mismatches")
 
