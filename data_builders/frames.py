@@ -9,6 +9,7 @@ cropped mask. `features` is the tfds feature dictionary every builder stores (DE
 
 import collections
 import io
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -132,6 +133,27 @@ def warp_to_crop(image_HxWxC, crop_2x3, out_size):
                                     output_shape=(out_size, out_size), order=1, mode="constant")
            for c in range(window.shape[2])]
     return np.stack(out, axis=-1)
+
+
+def read_image(path) -> np.ndarray:
+    """An image file (PNG, JPEG; grey, colour or palette) as H×W×3 uint8 RGB.
+
+    Raises:
+        BadInput: the file is missing or cannot be decoded (the message names it).
+    """
+    if not os.path.isfile(path):
+        raise BadInput(f"{path}: no such image file")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadInput(f"{path}: cannot be decoded as an image ({error})") from None
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask image (grey, colour or palette; 0–255) as H×W float32 coverage in [0, 1]: the
+    brightest channel of each pixel. BadInput as `read_image`."""
+    return read_image(path).max(axis=-1).astype(np.float32) / 255.0
 
 
 def png(array) -> bytes:

@@ -254,3 +254,19 @@ def test_features_shapes():
     assert features["joints_world"].np_dtype == np.float32
     assert set(features["meta"].keys()) == {"subject", "action", "frame", "camera"}
     assert features["meta"]["camera"].shape == (3,)
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(frames.BadInput, match="no such image file"):
+        frames.read_image(tmp_path / "img_000001.jpg")
+    rng = np.random.default_rng(3)
+    source = tmp_path / "img.jpg"
+    Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(source)
+    data = source.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 3])
+    with pytest.raises(frames.BadInput, match="cut.jpg: cannot be decoded"):
+        frames.read_image(tmp_path / "cut.jpg")
+    assert frames.read_image(source).shape == (128, 128, 3)
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.array([[0, 51, 255]], np.uint8)).save(grey)
+    np.testing.assert_allclose(frames.read_mask(grey), [[0.0, 0.2, 1.0]], atol=1e-6)

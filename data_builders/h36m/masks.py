@@ -18,7 +18,6 @@ import os
 import h5py
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from data_builders import background
 from data_builders import frames
@@ -98,12 +97,7 @@ class PngMasks:
 
     def __call__(self, index: int, frame_HxWx3=None):
         path = self._path(index)
-        try:
-            with Image.open(path) as image:
-                mask = np.asarray(image.convert("L"), np.float32) / 255.0
-        except OSError as error:
-            raise frames.BadInput(f"{path}: cannot be read as an image ({error})") from None
-        return mask, path
+        return frames.read_mask(path), path
 
 
 class MedianMasks:

@@ -21,7 +21,6 @@ from concurrent import futures
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from data_builders import frames
 from data_builders import options as options_lib
@@ -90,26 +89,10 @@ def pinhole(width: int, height: int, focal_ratio: float):
     return intrinsics, extrinsics, np.zeros(5, np.float32)
 
 
-def _open_rgb(path: str) -> Image.Image:
-    if not os.path.isfile(path):
-        raise frames.BadInput(f"{path}: no such file")
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise frames.BadInput(f"{path}: cannot be read as an image ({error})") from None
-    return image.convert("RGB")
-
-
-def read_frame(path: str) -> np.ndarray:
-    """An RGB frame (PNG or JPEG) as H×W×3 uint8; BadInput naming the file if unreadable."""
-    return np.asarray(_open_rgb(path))
-
-
 def read_mask(path: str) -> np.ndarray:
     """A mask PNG (grey, RGB or palette) as H×W float32 in {0, 1}: foreground where any colour
     channel is above 127. BadInput naming the file if it is missing or unreadable."""
-    return (np.asarray(_open_rgb(path)).max(axis=-1) > 127).astype(np.float32)
+    return (frames.read_mask(path) > 0.5).astype(np.float32)
 
 
 def frame_files(video_dir: str) -> list[str]:
@@ -211,7 +194,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             error = frames.BadInput(f"{mask_path}: no mask for frame {image_path}")
             return key, error, "missing_mask"
         try:
-            image_HxWx3 = read_frame(image_path)
+            image_HxWx3 = frames.read_image(image_path)
             mask_HxW = read_mask(mask_path)
         except frames.BadInput as error:
             return key, error, "unreadable_file"

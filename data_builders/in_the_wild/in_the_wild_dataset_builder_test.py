@@ -172,7 +172,7 @@ def _damage(root, fault):
 
 
 FAULTS = {"missing_mask": "no mask for frame", "mask_size": "mask is 60×96 pixels",
-          "empty_mask": "empty", "unreadable_file": "cannot be read",
+          "empty_mask": "empty", "unreadable_file": "cannot be decoded",
           "missing_video": "no such folder"}
 
 

@@ -295,7 +295,7 @@ def _median_background(config, sequence, num_frames):
     """Per-pixel median of `median_frames` frames spread over the sequence (valid or not)."""
     count = min(config.median_frames, num_frames)
     indices = np.unique(np.rint(np.linspace(0, num_frames - 1, count)).astype(int))
-    images = [release.read_image(release.test_image_path(config.root_dir, sequence, int(t)))
+    images = [frames.read_image(release.test_image_path(config.root_dir, sequence, int(t)))
               for t in indices]
     if len({im.shape for im in images}) > 1:
         raise BadInput(f"{config.root_dir}/{release.TEST_SET_DIR}/{sequence}/imageSequence: "
@@ -330,13 +330,13 @@ def _test_sequence(config, sequence, rig, skips):
             continue
         image_path = release.test_image_path(config.root_dir, sequence, frame)
         try:
-            image = release.read_image(image_path)
+            image = frames.read_image(image_path)
             if image.shape[:2] != (camera.height, camera.width):
                 raise BadInput(f"{image_path}: is {image.shape[1]}×{image.shape[0]} pixels, the "
                                f"test camera of {sequence} {camera.width}×{camera.height}")
             if background is None:
                 source = os.path.join(config.mask_dir, sequence, f"img_{frame + 1:06d}.png")
-                mask = release.read_mask(source)
+                mask = frames.read_mask(source)
             else:
                 source = f"{image_path} (median background)"
                 mask = background_lib.foreground_mask(image, background)

@@ -27,7 +27,6 @@ from typing import NamedTuple, Sequence
 import h5py
 import numpy as np
 import scipy.io
-from PIL import Image
 from scipy import ndimage
 
 from data_builders import cameras as cameras_lib
@@ -273,22 +272,6 @@ def activity_name(code: int, source: str) -> str:
     if int(code) not in ACTIVITIES:
         raise BadInput(f"{source}: unknown activity code {code} (expected 1–7)")
     return ACTIVITIES[int(code)]
-
-
-def read_image(path) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB; BadInput naming the file if missing or corrupt."""
-    if not os.path.isfile(path):
-        raise BadInput(f"{path}: no such image file")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise BadInput(f"{path}: cannot be decoded as an image ({error})") from None
-
-
-def read_mask(path) -> np.ndarray:
-    """A mask image (grey or colour, 0–255) as H×W float32 coverage in [0, 1]."""
-    return read_image(path).max(axis=-1).astype(np.float32) / 255.0
 
 
 def fg_mask(frame_HxWx3, channel="red", threshold=128, cleanup="largest_inner") -> np.ndarray:
