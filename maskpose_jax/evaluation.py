@@ -34,6 +34,8 @@ GLOBAL_FLIP_SUFFIX = "_global_flip"
 # Samples per metric evaluation (bounds the temporaries of a whole test set).
 _CHUNK = 65536
 ORACLE_SUFFIX = "_oracle"
+# results[BASELINE_KEY]: METRIC_KEYS of the constant `template_keypoints` prediction (no network).
+BASELINE_KEY = "baseline_template"
 
 
 def _view_valid(batch: Mapping[str, Any]) -> np.ndarray:
@@ -131,6 +133,14 @@ def _text(value) -> str:
 
 # Batch fields the accumulator reads, each with a leading example axis.
 _PER_EXAMPLE = ("crop", "intrinsics", "extrinsics", "distortion", "joints_world", "action")
+
+
+def template_keypoints() -> np.ndarray:
+    """The constant prediction of the no-network reference: `skeleton.STANDING_TEMPLATE` with every
+    joint at the pelvis's depth (z = 0), J×3 float32."""
+    keypoints = np.zeros((skeleton.NUM_JOINTS, 3), np.float32)
+    keypoints[:, :2] = skeleton.STANDING_TEMPLATE
+    return keypoints
 
 
 class Accumulator:
@@ -335,11 +345,21 @@ def results_markdown(results: Mapping[str, Any], title: str) -> str:
         "| oracle per-joint swap (authors' protocol, reads truth) |",
         "|---|---:|---:|---:|",
     ]
+    baseline = results.get(BASELINE_KEY)
+    if baseline is not None:
+        lines[-2] += " constant standing skeleton (no network) |"
+        lines[-1] += "---:|"
     for k in METRIC_KEYS:
         cells = [_format(k, results.get(k + s)) for s in ("", GLOBAL_FLIP_SUFFIX, ORACLE_SUFFIX)]
+        if baseline is not None:
+            cells.append(_format(k, baseline.get(k)))
         lines.append(f"| {_LABELS[k]} | " + " | ".join(cells) + " |")
     lines += [
         "", f"Global left/right relabelling: {flip_note} (chosen by the lower overall MPJPE).",
+        *([] if baseline is None else [
+            "", "Last column, a reference and not a model: the same standing skeleton "
+            "(`skeleton.STANDING_TEMPLATE`, z = 0) for every sample, lifted and scored like the "
+            "predictions. A model that does not beat it has not learned pose from the images."]),
         "", "### Per action (as predicted)", "",
         "| action | MPJPE (mm) | P-MPJPE (mm) | samples |", "|---|---:|---:|---:|",
     ]

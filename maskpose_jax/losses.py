@@ -180,7 +180,7 @@ def _iou(pred_HxW, target_HxW):
 
 
 def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
-               depth_range_mm):
+               depth_range_mm, capsule_width=None):
     """The unsupervised loss terms of a batch (DESIGN §7-§8); no ground truth is read.
 
     Per example: the pelvis is triangulated from the valid views (no gradient; single-view
@@ -196,12 +196,16 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
           extrinsics BxVx3x4 (world -> camera, mm), crop BxVx2x3, distortion BxVx5, optional
           view_valid BxV (missing = all ones).
         physique_apply: MxNxN Skeleton Masks -> MxNxN Physique Masks (the caller closes over the
-          physique parameters and decides their stop-gradients); called once, only if use_phys.
+          physique parameters and decides their stop-gradients); called once, only if use_phys
+          and capsule_width is None.
         loss_config: `config.loss` (body_width, clip_threshold, use_geodesic, cross_view,
           phys_cross_view, use_skel, use_phys, use_sym, use_agree); switches are read as
           Python bools. With phys_cross_view off, the physique network sees own views only.
         image_size: crop side N, pixels (static int).
         depth_range_mm: the detector's depth span (config.model.depth_range_mm), mm.
+        capsule_width: None, or the squared width s_p (normalized units^2) of a fixed capsule
+          body: the Physique Mask is then the Skeleton Mask drawn at width s_p straight from the
+          keypoints (`config.physique.kind = "capsules"`), and physique_apply is not called.
 
     Returns:
         dict of scalars: the terms "skel", "phys", "sym" (m^2), "agree" (m), batch means, and the
@@ -230,6 +234,10 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
     else:
         source_P = target_P = np.arange(num_views)
     own_P = source_P == target_P
+    # The pairs whose Physique Masks are drawn: the network is the costly part, so by default it
+    # sees the own views only.
+    phys_idx = (np.arange(len(source_P)) if bool(loss_config.phys_cross_view)
+                else np.flatnonzero(own_P))
 
     def per_example(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
                     distortion_Vx5, valid_V):
@@ -254,6 +262,10 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
                 kp_PxJx2 = own_VxJx2
             out["skel_PxNxN"] = jax.vmap(
                 lambda k: render.skeleton_mask(k, size, body_width))(kp_PxJx2)
+            if use_phys and capsule_width is not None:
+                out["phys_QxNxN"] = jax.vmap(
+                    lambda k: render.skeleton_mask(k, size, float(capsule_width)))(
+                        kp_PxJx2[phys_idx])
         if use_sym:
             sym_V = jax.vmap(symmetry_loss)(joints_cam_VxJx3)
             out["sym"] = jnp.sum(valid_V * sym_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
@@ -281,6 +293,10 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
     mask_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
     if bool(loss_config.use_geodesic):
         weight_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["weight"], jnp.float32), 0.0)
+        background_scale = float(loss_config.get("background_scale", 1.0))
+        if background_scale != 1.0:
+            weight_BxVxNxN = jnp.where(mask_BxVxNxN < 0.5, background_scale * weight_BxVxNxN,
+                                       weight_BxVxNxN)
     else:
         weight_BxVxNxN = jnp.ones_like(mask_BxVxNxN)
     pair_BxP = valid_BxV[:, source_P] * valid_BxV[:, target_P]
@@ -296,12 +312,12 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
             skel_BxPxNxN, mask_BxPxNxN, weight_BxPxNxN)
         result["skel"] = _weighted_mean(skel_BxP, pair_BxP)
     if use_phys:
-        # The physique network is the costly part: by default it sees the own views only.
-        phys_idx = (np.arange(len(source_P)) if bool(loss_config.phys_cross_view)
-                    else own_idx)
-        skel_BxQxNxN = skel_BxPxNxN[:, phys_idx]
-        phys_BxQxNxN = physique_apply(skel_BxQxNxN.reshape((-1, size, size))).reshape(
-            skel_BxQxNxN.shape)
+        if capsule_width is None:
+            skel_BxQxNxN = skel_BxPxNxN[:, phys_idx]
+            phys_BxQxNxN = physique_apply(skel_BxQxNxN.reshape((-1, size, size))).reshape(
+                skel_BxQxNxN.shape)
+        else:
+            phys_BxQxNxN = per["phys_QxNxN"]
         phys_BxQ = _per_pair(physique_loss)(phys_BxQxNxN, mask_BxPxNxN[:, phys_idx],
                                             weight_BxPxNxN[:, phys_idx])
         result["phys"] = _weighted_mean(phys_BxQ, pair_BxP[:, phys_idx])

@@ -28,6 +28,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # ImageNet statistics of images in [0, 1], RGB order.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -242,6 +243,12 @@ class Detector(nn.Module):
         stem: "standard" or "light" (see `ResNet`).
         head_channels: channels of the upsampling blocks.
         num_deconv: number of ConvTranspose 4x4 / 2 + norm + ReLU blocks.
+        template: None, or J (x, y) positions in normalized crop coordinates (e.g.
+            `skeleton.STANDING_TEMPLATE`): a learned h x w x J spatial prior `template_prior`,
+            initialized to -|p - template_j|^2 / (2 template_sigma^2), is added to every depth
+            bin's logits, so that an untrained detector predicts about the template rather than
+            every joint at the centre.
+        template_sigma: std of that initial prior, normalized units.
         dtype: compute dtype (parameters stay float32).
     """
 
@@ -254,6 +261,8 @@ class Detector(nn.Module):
     stem: str = "standard"
     head_channels: int = 256
     num_deconv: int = 3
+    template: Any = None
+    template_sigma: float = 0.3
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -282,6 +291,19 @@ class Detector(nn.Module):
                     dtype=jnp.float32, name="final")(x)
         b, h, w, _ = x.shape
         logits_BxhxwxJxD = x.reshape(b, h, w, self.num_joints, self.depth_bins)
+        if self.template is not None:
+            template_Jx2 = np.asarray(self.template, np.float32)
+            sigma = float(self.template_sigma)
+
+            def init_prior(_, shape):
+                grid_y, grid_x = np.meshgrid(np.linspace(-1, 1, shape[0]),
+                                             np.linspace(-1, 1, shape[1]), indexing="ij")
+                d2 = ((grid_x[..., None] - template_Jx2[:, 0]) ** 2
+                      + (grid_y[..., None] - template_Jx2[:, 1]) ** 2)
+                return jnp.asarray(-d2 / (2.0 * sigma ** 2), jnp.float32)
+
+            prior_hxwxJ = self.param("template_prior", init_prior, (h, w, self.num_joints))
+            logits_BxhxwxJxD = logits_BxhxwxJxD + prior_hxwxJ[None, :, :, :, None]
         keypoints, heatmaps = jax.vmap(soft_argmax_3d)(logits_BxhxwxJxD)
         return {"keypoints": keypoints, "heatmaps": heatmaps}
 

@@ -58,3 +58,16 @@ FLIP_PERMUTATION = tuple(
 
 # Mirrored limbs, ((parent, child), (mirror parent, mirror child)), for the symmetry loss.
 SYMMETRIC_LIMBS = tuple(((PARENTS[a], a), (PARENTS[b], b)) for a, b in LR_PAIRS)
+
+# A generic standing person facing the camera, in normalized crop coordinates (x right, y down;
+# a crop from the mask's box with a 10% margin spans y in about [-0.83, 0.83]). Hand-written, the
+# same for every example: the detector's optional spatial prior (`config.model.template`), a
+# start that is not a point. Not a measurement of any dataset.
+STANDING_TEMPLATE = (
+    (0.0, 0.05),                                          # pelvis
+    (-0.12, 0.05), (-0.12, 0.42), (-0.12, 0.75),          # right hip, knee, ankle
+    (0.12, 0.05), (0.12, 0.42), (0.12, 0.75),             # left hip, knee, ankle
+    (0.0, -0.25), (0.0, -0.48), (0.0, -0.6), (0.0, -0.72),  # spine, thorax, neck/nose, head
+    (0.18, -0.46), (0.24, -0.18), (0.26, 0.08),           # left shoulder, elbow, wrist
+    (-0.18, -0.46), (-0.24, -0.18), (-0.26, 0.08),        # right shoulder, elbow, wrist
+)

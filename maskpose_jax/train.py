@@ -46,6 +46,14 @@ class NonFiniteLossError(RuntimeError):
     """A train step produced a non-finite loss or gradient."""
 
 
+def _template(config):
+    """The detector's spatial prior: None or skeleton.STANDING_TEMPLATE (config.model.template)."""
+    name = config.model.get("template", "none")
+    if name not in ("none", "standing"):
+        raise ValueError(f"config.model.template must be 'none' or 'standing', got {name!r}")
+    return skeleton.STANDING_TEMPLATE if name == "standing" else None
+
+
 def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, models.PhysiqueNet]:
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
     if dtype is None:
@@ -54,7 +62,8 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, m
         num_joints=skeleton.NUM_JOINTS, depth_bins=config.model.depth_bins,
         resnet_depth=config.model.resnet_depth, width=config.model.width, norm=config.model.norm,
         stem=config.model.stem, head_channels=config.model.head_channels,
-        num_deconv=config.model.num_deconv, dtype=dtype)
+        num_deconv=config.model.num_deconv, template=_template(config),
+        template_sigma=float(config.model.get("template_sigma", 0.3)), dtype=dtype)
     physique = models.PhysiqueNet(widths=tuple(config.physique.widths), dtype=dtype)
     return detector, physique
 
@@ -86,6 +95,19 @@ def _detector_variables(state_or_params, batch_stats):
     return variables
 
 
+def physique_capsule_width(config) -> float | None:
+    """config.physique.capsule_width when config.physique.kind is "capsules", else None."""
+    kind = config.physique.get("kind", "network")
+    if kind not in ("network", "capsules"):
+        raise ValueError(f"config.physique.kind must be 'network' or 'capsules', got {kind!r}")
+    if kind == "network":
+        return None
+    width = float(config.physique.capsule_width)
+    if not width > 0:
+        raise ValueError(f"config.physique.capsule_width must be > 0, got {width}")
+    return width
+
+
 def make_train_step(config, detector, physique, optimizer, image_size: int, mesh) -> Callable:
     """The jitted `train_step(state, batch) -> (state, metrics)`; the state argument is donated."""
     stages = list(config.stages)
@@ -96,6 +118,7 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
                          f"got {config.loss.supervision!r}")
     batch_norm = config.model.norm == "batch"
     loss_config = config.loss
+    capsule_width = physique_capsule_width(config)
 
     def loss_fn(params, state, batch):
         b, v = batch["image"].shape[:2]
@@ -114,7 +137,7 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
                 with jax.named_scope("shape_prior"):
                     return physique.apply({"params": params["physique"]}, masks)
             terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config, image_size,
-                                      depth_range)
+                                      depth_range, capsule_width=capsule_width)
         total = sum(weights[t] * terms[t] for t in cascade.LOSS_TERMS if t in terms)
         return total, (terms, new_vars.get("batch_stats", state.batch_stats))
 
@@ -164,13 +187,18 @@ def make_predict(detector) -> Callable:
 def make_visualize(config, detector, physique, image_size: int) -> Callable:
     """Jitted: one example's predicted keypoints, Skeleton Masks and Physique Masks per view."""
     predict = make_predict(detector)
+    capsule_width = physique_capsule_width(config)
 
     @jax.jit
     def visualize(params, batch_stats, images_VxNxNx3):
         keypoints_VxJx3 = predict(params, batch_stats, images_VxNxNx3[None])[0]
         skel = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
                                                       config.loss.body_width))(keypoints_VxJx3)
-        phys = physique.apply({"params": params["physique"]}, skel)
+        if capsule_width is None:
+            phys = physique.apply({"params": params["physique"]}, skel)
+        else:
+            phys = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
+                                                          capsule_width))(keypoints_VxJx3)
         return keypoints_VxJx3, skel, phys
 
     return visualize
@@ -186,7 +214,9 @@ def evaluate(config, predict: Callable, params, batch_stats, source, image_size:
     """Runs the detector over (the first `max_examples` of) `source` and computes DESIGN §11.
 
     Runs on one device of this process; the last partial batch is padded so that nothing
-    recompiles.
+    recompiles. The results also hold, under `evaluation.BASELINE_KEY`, the metrics of a constant
+    standing skeleton on the same samples (`evaluation.template_keypoints`): the figure a model
+    must beat to have learned anything from the images.
     """
     if max_examples:
         source = [source[i] for i in range(min(max_examples, len(source)))]
@@ -194,7 +224,9 @@ def evaluate(config, predict: Callable, params, batch_stats, source, image_size:
     dataset = input_pipeline.make_dataset(
         source, global_batch_size=batch_size, training=False, num_threads=config.data.num_threads,
         prefetch=config.data.prefetch, views=tuple(config.data.views))
-    accumulator = evaluation.Accumulator(image_size, float(config.model.depth_range_mm))
+    depth_range = float(config.model.depth_range_mm)
+    accumulator = evaluation.Accumulator(image_size, depth_range)
+    baseline = evaluation.Accumulator(image_size, depth_range)
     for batch in dataset:
         count = len(batch["frame"])
         images = batch["image"]
@@ -203,7 +235,12 @@ def evaluate(config, predict: Callable, params, batch_stats, source, image_size:
             images = np.concatenate([images, pad])
         keypoints = np.asarray(predict(params, batch_stats, images))[:count]
         accumulator.add(keypoints, batch)
-    return accumulator.results(float(config.eval.pck2d_threshold))
+        baseline.add(np.broadcast_to(evaluation.template_keypoints(), keypoints.shape), batch)
+    threshold = float(config.eval.pck2d_threshold)
+    results = accumulator.results(threshold)
+    reference = baseline.results(threshold)
+    results[evaluation.BASELINE_KEY] = {k: reference[k] for k in evaluation.METRIC_KEYS}
+    return results
 
 
 def restore_latest(config, workdir: str, image_size: int, mesh):
@@ -344,8 +381,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 local = local_copy(state)
                 results = evaluate(config, predict, local.params, local.batch_stats, eval_source,
                                    image_size, config.train.eval_examples)
-                reporter.scalars(step, "eval", {f"eval_{k}": v for k, v in results.items()
-                                                if isinstance(v, float)})
+                scalars = {f"eval_{k}": v for k, v in results.items() if isinstance(v, float)}
+                scalars.update({f"eval_baseline_{k}": v
+                                for k, v in results[evaluation.BASELINE_KEY].items()})
+                reporter.scalars(step, "eval", scalars)
             if step % config.train.checkpoint_every == 0 or step == total:
                 save(force=step == total)
             if preemption.requested:

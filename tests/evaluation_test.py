@@ -272,6 +272,16 @@ def test_markdown_and_write_results(tmp_path):
     assert f"| {res['pck3d']:.3f} |" in md and f"{res['auc3d_global_flip']:.3f}" in md
     walk = res["per_action"]["Walk"]
     assert f"| Walk | {walk['mpjpe']:.1f} | {walk['p_mpjpe']:.1f} | 6 |" in md
+    assert "constant standing skeleton" not in md
+
+    # The no-network reference adds a last column.
+    res[evaluation.BASELINE_KEY] = {k: 400.0 + i for i, k in enumerate(evaluation.METRIC_KEYS)}
+    with_baseline = evaluation.results_markdown(res, "Synthetic test")
+    assert "constant standing skeleton (no network) |" in with_baseline
+    assert (f"| MPJPE (mm) | {res['mpjpe']:.1f} | {res['mpjpe_global_flip']:.1f} | "
+            f"{res['mpjpe_oracle']:.1f} | 400.0 |") in with_baseline
+    assert f"| {res['pck2d_oracle']:.3f} | 405.000 |" in with_baseline
+    del res[evaluation.BASELINE_KEY]
 
     workdir = os.path.join(tmp_path, "run")
     json_path, md_path = evaluation.write_results(res, workdir, "Synthetic test")
@@ -284,6 +294,18 @@ def test_markdown_and_write_results(tmp_path):
     assert loaded["mpjpe"] == res["mpjpe"] and loaded["per_action"]["Greet"]["num_examples"] == 6
     with open(md_path) as f:
         assert f.read() == md
+
+
+def test_template_baseline_scores_like_a_prediction():
+    batch, examples = _batch(12, batch_size=3, num_views=3)
+    template = evaluation.template_keypoints()
+    assert template.shape == (J, 3) and np.all(template[:, 2] == 0)
+    np.testing.assert_array_equal(template[:, :2],
+                                  np.asarray(skeleton.STANDING_TEMPLATE, np.float32))
+    res = _collect([(np.broadcast_to(template, (3, 3, J, 3)), batch)]).results(0.1)
+    exact = _collect([(_exact_keypoints(examples), batch)]).results(0.1)
+    # A fixed pose is far from random true poses; the true pose is not.
+    assert res["mpjpe"] > 100 and exact["mpjpe"] < 0.05
 
 
 def test_invalid_views_are_skipped():

@@ -42,15 +42,15 @@ def loss_config(**overrides):
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_terms(overrides, physique):
+def _jitted_terms(overrides, physique, capsule_width):
     config = loss_config(**dict(overrides))
     return jax.jit(lambda kp, batch: losses.mask_terms(kp, batch, physique, config, SIZE,
-                                                       DEPTH_RANGE_MM))
+                                                       DEPTH_RANGE_MM, capsule_width))
 
 
-def jitted_terms(physique=stand_in_physique, **overrides):
+def jitted_terms(physique=stand_in_physique, capsule_width=None, **overrides):
     """jit(mask_terms) for `loss_config(**overrides)`, shared between tests (one compile)."""
-    return _jitted_terms(tuple(sorted(overrides.items())), physique)
+    return _jitted_terms(tuple(sorted(overrides.items())), physique, capsule_width)
 
 
 @functools.lru_cache(maxsize=None)
@@ -182,8 +182,12 @@ def iou_reference(pred, target):
     return np.sum(pred & target) / max(np.sum(pred | target), 1)
 
 
-def mask_terms_reference(keypoints, batch, config):
-    """Loops over examples, keeping only the valid views (no masking); all in float64."""
+def mask_terms_reference(keypoints, batch, config, capsule_width=None):
+    """Loops over examples, keeping only the valid views (no masking); all in float64.
+
+    The Physique Mask is `stand_in_physique_np` of the Skeleton Mask, or with `capsule_width` the
+    skeleton drawn at that width.
+    """
     keypoints = np.asarray(keypoints, np.float64)
     num_examples, num_views = keypoints.shape[:2]
     valid_all = batch.get("view_valid", np.ones((num_examples, num_views)))
@@ -199,6 +203,8 @@ def mask_terms_reference(keypoints, batch, config):
         mask, weight = batch["mask"][b, keep], batch["weight"][b, keep]
         if not config.use_geodesic:
             weight = np.ones_like(weight)
+        else:
+            weight = np.where(mask < 0.5, config.background_scale * weight, weight)
         skel, phys, mask_iou, skel_iou = [], [], [], []
         for v in range(len(keep)):
             for w in range(len(keep)):
@@ -210,7 +216,8 @@ def mask_terms_reference(keypoints, batch, config):
                 else:
                     continue
                 s = render_reference(xy, SIZE, config.body_width)
-                p = stand_in_physique_np(s)
+                p = (stand_in_physique_np(s) if capsule_width is None
+                     else render_reference(xy, SIZE, capsule_width))
                 skel.append(np.mean(weight[w] * (s - mask[w]) ** 2 * (s > config.clip_threshold)))
                 if v == w or config.phys_cross_view:
                     phys.append(np.mean(weight[w] * (p - mask[w]) ** 2))
@@ -318,15 +325,21 @@ def test_oracle_loss_and_terms():
 # --- mask_terms ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cross_view, use_geodesic, phys_cross_view",
-                         [(True, True, False), (True, False, True), (False, False, False)])
-def test_mask_terms_matches_numpy_reference(cross_view, use_geodesic, phys_cross_view):
+@pytest.mark.parametrize(
+    "cross_view, use_geodesic, phys_cross_view, background_scale, capsule_width",
+    [(True, True, False, 1.0, None), (True, False, True, 1.0, None),
+     (False, False, False, 1.0, None), (True, True, True, 0.05, 6e-3),
+     (False, True, False, 0.3, 1.2e-2)])
+def test_mask_terms_matches_numpy_reference(cross_view, use_geodesic, phys_cross_view,
+                                            background_scale, capsule_width):
     rng = np.random.default_rng(5)
     keypoints, batch = random_batch(rng, valid=[[1, 1, 1], [1, 0, 1]])
     overrides = dict(cross_view=cross_view, use_geodesic=use_geodesic,
-                     phys_cross_view=phys_cross_view)
-    out = jitted_terms(**overrides)(keypoints, batch)
-    ref = mask_terms_reference(keypoints, batch, loss_config(**overrides))
+                     phys_cross_view=phys_cross_view, background_scale=background_scale)
+    # With capsules the physique network must not be called: passing None proves it.
+    physique = stand_in_physique if capsule_width is None else None
+    out = jitted_terms(physique, capsule_width, **overrides)(keypoints, batch)
+    ref = mask_terms_reference(keypoints, batch, loss_config(**overrides), capsule_width)
     assert set(out) == set(losses.TERMS + losses.DIAGNOSTICS)
     for key, value in ref.items():
         np.testing.assert_allclose(out[key], value, rtol=2e-4, atol=1e-7, err_msg=key)

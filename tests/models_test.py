@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from maskpose_jax import models
+from maskpose_jax import models, skeleton
 
 TINY = dict(resnet_depth=18, width=8, depth_bins=16, head_channels=32)
 BATCH, SIZE, HEAT = 4, 64, 16  # tiny-model inputs; heatmaps are SIZE / 4
@@ -279,3 +279,33 @@ def test_physique_net_shape_range_and_jit():
     np.testing.assert_allclose(jitted(variables, other)[:-1], out[:-1], atol=1e-5)
     with pytest.raises(ValueError, match="divisible by 4"):
         model.apply(variables, masks[:, :30])
+
+
+def test_template_prior_starts_at_the_template_and_is_learned():
+    template = np.asarray(skeleton.STANDING_TEMPLATE, np.float64)
+    sigma = 0.3
+    model = models.Detector(**TINY, template=skeleton.STANDING_TEMPLATE, template_sigma=sigma)
+    images = _images(2, SIZE, seed=5)
+    variables = jax.jit(lambda x: model.init(_key(2), x, train=False))(images)
+    params = jax.tree.map(lambda x: x, variables["params"])
+    assert params["template_prior"].shape == (HEAT, HEAT, 17)
+    # With the final convolution at zero the logits are the prior alone: every image gives the
+    # expectation of the grid-sampled Gaussian around the template, and z = 0.
+    params["final"]["kernel"] = jnp.zeros_like(params["final"]["kernel"])
+    params["final"]["bias"] = jnp.zeros_like(params["final"]["bias"])
+    out = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))(params, images)
+    grid = -1.0 + 2.0 * np.arange(HEAT) / (HEAT - 1)
+    gy, gx = np.meshgrid(grid, grid, indexing="ij")
+    for j, (tx, ty) in enumerate(template):
+        p = np.exp(-((gx - tx) ** 2 + (gy - ty) ** 2) / (2 * sigma ** 2))
+        p /= p.sum()
+        expected = [np.sum(p * gx), np.sum(p * gy), 0.0]
+        np.testing.assert_allclose(out["keypoints"][:, j], np.tile(expected, (2, 1)), atol=1e-5)
+        # Near the crop's edge the truncated Gaussian's mean is pulled toward the centre.
+        assert np.abs(np.asarray(expected[:2]) - (tx, ty)).max() < 0.1
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(
+        model.apply({"params": p}, images, train=True)["keypoints"][..., 1])))(params)
+    assert np.all(np.isfinite(grad["template_prior"]))
+    assert np.abs(grad["template_prior"]).max() > 0
+    plain = jax.eval_shape(lambda x: models.Detector(**TINY).init(_key(2), x, train=False), images)
+    assert "template_prior" not in plain["params"]

@@ -17,6 +17,7 @@ import data_builders
 from experiments.configs import tiny
 from maskpose_jax import cascade
 from maskpose_jax import datasets
+from maskpose_jax import evaluation
 from maskpose_jax import checkpoint
 from maskpose_jax import input_pipeline
 from maskpose_jax import losses
@@ -110,6 +111,35 @@ def test_train_step_ignores_ground_truth_it_is_handed(data_dir):
         np.testing.assert_array_equal(clean[key], dirty[key])
 
 
+def test_capsules_variant_trains_the_detector_only(data_dir):
+    config = _config(data_dir, "capsules")
+    assert config.physique.kind == "capsules" and len(config.stages) == 1
+    mesh = sharding.make_mesh()
+    source, state, step = _setup(config, mesh)
+    before = jax.device_get(state.params)
+    for batch in _batches(config, source, 2):
+        state, metrics = step(state, sharding.shard_batch(batch, mesh))
+    assert bool(metrics["finite"]) and float(metrics["phys"]) > 0
+    after = jax.device_get(state.params)
+    assert np.abs(after["detector"]["template_prior"]
+                  - before["detector"]["template_prior"]).max() > 0
+    for a, b in zip(jax.tree.leaves(after["physique"]), jax.tree.leaves(before["physique"])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_at_truth_prints_the_reference_table(data_dir, tmp_path):
+    done = _run(["-m", "experiments.loss_at_truth", "--config=tiny.py:capsules",
+                 f"--config.data.data_dir={data_dir}", f"--workdir={tmp_path}", "--examples=4"])
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "total" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "truth", "truth, noise 0.05", "truth, z = 0", "half size", "template", "collapsed"]
+    for row in rows:
+        assert all(np.isfinite(float(x)) for x in row.strip("| ").split(" | ")[1:]), row
+    assert "4 examples of synthetic/train" in out
+
+
 def test_oracle_reads_truth_and_is_labelled(data_dir):
     config = _config(data_dir, "oracle")
     source = data_builders.data_source(datasets.get_builder(config), "train")
@@ -169,6 +199,10 @@ def test_end_to_end_train_evaluate_resume(data_dir, tmp_path):
             assert np.isfinite(results[key + suffix]), key + suffix
     assert results["num_examples"] == 20 and np.isfinite(results["mpjpe"])
     assert "| MPJPE (mm) |" in out
+    baseline = results[evaluation.BASELINE_KEY]
+    assert set(baseline) == set(evaluation.METRIC_KEYS)
+    assert all(np.isfinite(v) for v in baseline.values())
+    assert "constant standing skeleton (no network)" in out
 
     # Longer stages: the run resumes at step 8 instead of starting over.
     resumed = _run(_train_args(data_dir, workdir, "--config.stages[2].steps=4"))
@@ -232,6 +266,24 @@ def test_config_errors_name_the_key():
     missing = _run(["-m", "experiments.train", "--config=no_such_config.py"])
     out, _ = missing.communicate(timeout=120)
     assert missing.returncode != 0 and "no_such_config.py" in out
+
+
+def test_model_option_errors_name_the_key():
+    config = tiny.get_config()
+    config.model.template = "sitting"
+    with pytest.raises(ValueError, match=r"config\.model\.template .*'sitting'"):
+        train.create_models(config)
+    config = tiny.get_config()
+    config.physique.kind = "smpl"
+    with pytest.raises(ValueError, match=r"config\.physique\.kind .*'smpl'"):
+        train.physique_capsule_width(config)
+    config.physique.kind = "capsules"
+    config.physique.capsule_width = 0.0
+    with pytest.raises(ValueError, match=r"config\.physique\.capsule_width"):
+        train.physique_capsule_width(config)
+    config.physique.capsule_width = 6e-3
+    assert train.physique_capsule_width(config) == 6e-3
+    assert train.physique_capsule_width(tiny.get_config()) is None
 
 
 def test_real_data_configs_say_what_is_missing(tmp_path):
