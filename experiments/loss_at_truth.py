@@ -90,17 +90,20 @@ def main(argv):
     capsule_width = train.physique_capsule_width(config)
     has_checkpoint = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
         os.path.join(workdir, "checkpoints"))
-    physique_apply, loss_config = None, config.loss
+    loss_config, state = config.loss, None
+    detector, physique = train.create_models(config)
     if has_checkpoint:
         state = train.local_copy(train.restore_latest(config, workdir, size, sharding.make_mesh()))
-        detector, physique = train.create_models(config)
         poses["prediction"] = np.asarray(train.make_predict(detector)(
             state.params, state.batch_stats, batch["image"]))
-        physique_apply = lambda m: physique.apply({"params": state.params["physique"]}, m)
     elif capsule_width is None:
         loss_config = config.loss.copy_and_resolve_references()
         loss_config.use_phys = False
         print(f"no checkpoint in {workdir}: the physique network's term is left out")
+
+    def physique_apply(masks):  # called only with a checkpoint (else capsules or no term)
+        return physique.apply({"params": state.params["physique"]}, masks)
+
     weights = config.stages[-1].loss_weights.to_dict()
     fields = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS + ("view_valid",) if k in batch}
     terms_fn = jax.jit(lambda kp: losses.mask_terms(kp, fields, physique_apply, loss_config, size,
