@@ -82,7 +82,8 @@ def read_frames(path, indices: Sequence[int] | None = None, expected_count: int 
     wanted = None if indices is None else set(int(i) for i in indices)
     kept = {}
     count = 0
-    for index, frame in enumerate(iter_frames(path, None if wanted is None else wanted.__contains__)):
+    keep = None if wanted is None else wanted.__contains__
+    for index, frame in enumerate(iter_frames(path, keep)):
         count = index + 1
         if frame is not SKIPPED:
             kept[index] = frame

@@ -6,11 +6,7 @@ import data_builders
 import jax
 
 from maskpose_jax import input_pipeline
-
-
-def _say(message: str) -> None:
-    if jax.process_index() == 0:
-        print(message, flush=True)
+from maskpose_jax import reporting
 
 
 def make_train_dataset(config, source):
@@ -86,7 +82,7 @@ def get_builder(config, mix_index: int | None = None):
     if not builder.is_prepared():
         if not config.data.build_if_missing or jax.process_count() > 1:
             data_builders.data_source(builder, split)  # raises, says how
-        _say(f"building dataset {name} into {builder.data_dir}")
+        reporting.say(f"building dataset {name} into {builder.data_dir}")
         builder.download_and_prepare()
     return builder
 

@@ -198,8 +198,8 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
         physique_apply: MxNxN Skeleton Masks -> MxNxN Physique Masks (the caller closes over the
           physique parameters and decides their stop-gradients); called once, only if use_phys
           and capsule_width is None.
-        loss_config: `config.loss` (body_width, clip_threshold, use_geodesic, cross_view,
-          phys_cross_view, use_skel, use_phys, use_sym, use_agree); switches are read as
+        loss_config: `config.loss` (body_width, clip_threshold, use_geodesic, background_scale,
+          cross_view, phys_cross_view, use_skel, use_phys, use_sym, use_agree); switches are read as
           Python bools. With phys_cross_view off, the physique network sees own views only.
         image_size: crop side N, pixels (static int).
         depth_range_mm: the detector's depth span (config.model.depth_range_mm), mm.
@@ -293,10 +293,9 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
     mask_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
     if bool(loss_config.use_geodesic):
         weight_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["weight"], jnp.float32), 0.0)
-        background_scale = float(loss_config.get("background_scale", 1.0))
-        if background_scale != 1.0:
-            weight_BxVxNxN = jnp.where(mask_BxVxNxN < 0.5, background_scale * weight_BxVxNxN,
-                                       weight_BxVxNxN)
+        weight_BxVxNxN = jnp.where(mask_BxVxNxN < 0.5,
+                                   float(loss_config.background_scale) * weight_BxVxNxN,
+                                   weight_BxVxNxN)
     else:
         weight_BxVxNxN = jnp.ones_like(mask_BxVxNxN)
     pair_BxP = valid_BxV[:, source_P] * valid_BxV[:, target_P]

@@ -15,8 +15,15 @@ import math
 import os
 import time
 
+import jax
 import numpy as np
 import tensorboardX
+
+
+def say(message: str) -> None:
+    """Prints a console message from the primary process only (process index 0)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def format_duration(seconds):

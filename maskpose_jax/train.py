@@ -48,7 +48,7 @@ class NonFiniteLossError(RuntimeError):
 
 def _template(config):
     """The detector's spatial prior: None or skeleton.STANDING_TEMPLATE (config.model.template)."""
-    name = config.model.get("template", "none")
+    name = config.model.template
     if name not in ("none", "standing"):
         raise ValueError(f"config.model.template must be 'none' or 'standing', got {name!r}")
     return skeleton.STANDING_TEMPLATE if name == "standing" else None
@@ -63,7 +63,7 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, m
         resnet_depth=config.model.resnet_depth, width=config.model.width, norm=config.model.norm,
         stem=config.model.stem, head_channels=config.model.head_channels,
         num_deconv=config.model.num_deconv, template=_template(config),
-        template_sigma=float(config.model.get("template_sigma", 0.3)), dtype=dtype)
+        template_sigma=float(config.model.template_sigma), dtype=dtype)
     physique = models.PhysiqueNet(widths=tuple(config.physique.widths), dtype=dtype)
     return detector, physique
 
@@ -97,7 +97,7 @@ def _detector_variables(state_or_params, batch_stats):
 
 def physique_capsule_width(config) -> float | None:
     """config.physique.capsule_width when config.physique.kind is "capsules", else None."""
-    kind = config.physique.get("kind", "network")
+    kind = config.physique.kind
     if kind not in ("network", "capsules"):
         raise ValueError(f"config.physique.kind must be 'network' or 'capsules', got {kind!r}")
     if kind == "network":
@@ -262,11 +262,6 @@ def restore_latest(config, workdir: str, image_size: int, mesh):
     return state
 
 
-def _say(message: str) -> None:
-    if jax.process_index() == 0:
-        print(message, flush=True)
-
-
 def _mean_metrics(history: list[dict]) -> dict:
     keys = [k for k in history[0] if k != "finite"]
     return {k: float(np.mean([h[k] for h in history])) for k in keys}
@@ -327,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # Every process reads as many batches as the others, so process 0's iterator state
         # (a position in this process's own slice) fits every process.
         iterator.set_state(data_state)
-        _say(f"resumed from step {int(jax.device_get(state.step))} of {workdir}")
+        reporting.say(f"resumed from step {int(jax.device_get(state.step))} of {workdir}")
 
     total = cascade.total_steps(config.stages)
     reporter = reporting.Reporter(workdir, total, is_primary=jax.process_index() == 0)
@@ -389,7 +384,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 save(force=step == total)
             if preemption.requested:
                 save(force=True)
-                _say(f"SIGTERM: saved step {step} and stopped")
+                reporting.say(f"SIGTERM: saved step {step} and stopped")
                 break
     if pending is not None:
         check(*pending)

@@ -206,6 +206,7 @@ def _train_sequence(config, subject, sequence, skips, pool):
     rows = {int(f): r for r, f in enumerate(annotations.frames_T)}
     expected = max(rows) + 1 if rows else 0
     paths = image_paths + mask_paths
+
     def sampled(index):
         return index % config.frame_stride == 0 and index in rows
 
@@ -221,7 +222,7 @@ def _train_sequence(config, subject, sequence, skips, pool):
                 return
             if frame == expected or any(x is _END for x in decoded):
                 break
-            if frame % config.frame_stride == 0 and frame in rows:
+            if sampled(frame):
                 views = [calibration[c] for c in cams]
                 try:
                     example = _train_example(config, pool, views, decoded[:num_views],
@@ -247,7 +248,7 @@ def _train_sequence(config, subject, sequence, skips, pool):
             stream.close()
     if frame < expected:
         short = next(p for p, x in zip(paths, decoded) if x is _END)
-        lost = sum(1 for f in rows if frame <= f < expected and f % config.frame_stride == 0)
+        lost = sum(1 for f in rows if frame <= f < expected and sampled(f))
         skips(BadInput(f"{short}: the video has {frame} frames, {annot_path} annotates {expected} "
                        f"({lost} sampled frames past its end left out)"), "frame-count mismatches")
     elif not all(x is _END for x in decoded):
