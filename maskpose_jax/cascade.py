@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import optax
 
 MODULES = ("detector", "physique")
-LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle")
+LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle", "inside", "cover", "proportion", "depth",
+              "reproject")
 
 
 def validate_stages(stages: Sequence[Any]) -> None:

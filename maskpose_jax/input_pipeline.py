@@ -24,10 +24,31 @@ import numpy as np
 from scipy import ndimage
 
 # What the training step sees.
-TRAIN_FIELDS = ("image", "mask", "weight", "intrinsics", "extrinsics", "crop", "distortion")
+TRAIN_FIELDS = ("image", "mask", "weight", "outside_distance", "intrinsics", "extrinsics", "crop",
+                "distortion")
 # What the evaluation step sees in addition.
 EVAL_FIELDS = TRAIN_FIELDS + ("joints_world", "subject", "action", "frame")
 _PER_VIEW = frozenset(TRAIN_FIELDS)
+
+
+def outside_distance(mask_HxW: np.ndarray) -> np.ndarray:
+    """Distance from every pixel to the nearest foreground pixel (mask >= 0.5), 0 inside.
+
+    In normalized crop units (2 / (N - 1) per pixel, the Skeleton Mask's units). An empty mask
+    gives zeros: no pull anywhere. Computed when an example is read (exact Euclidean transform,
+    about 0.1 ms at 64^2), so every built dataset has it without a rebuild.
+
+    Args:
+        mask_HxW: foreground mask in [0, 1], square.
+
+    Returns:
+        float32 HxW distances.
+    """
+    background_HxW = mask_HxW < 0.5
+    if background_HxW.all():
+        return np.zeros(mask_HxW.shape, np.float32)
+    pixel = 2.0 / (mask_HxW.shape[0] - 1)
+    return (ndimage.distance_transform_edt(background_HxW) * pixel).astype(np.float32)
 
 
 def decode_example(raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -38,15 +59,18 @@ def decode_example(raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
             arrays, `meta` as a dict.
 
     Returns:
-        image V×H×W×3 uint8, mask V×H×W float32 in [0,1], weight V×H×W float32, intrinsics V×3×3,
+        image V×H×W×3 uint8, mask V×H×W float32 in [0,1], weight V×H×W float32,
+        outside_distance V×H×W float32 (`outside_distance` of each mask), intrinsics V×3×3,
         extrinsics V×3×4 (mm), crop V×2×3, distortion V×5 (float32), joints_world J×3 float32 (mm),
         subject/action (str), frame (int32).
     """
     meta = raw["meta"]
+    mask_VxHxW = np.stack(raw["mask"])[..., 0].astype(np.float32) / 255.0
     return {
             "image": np.stack(raw["image"]).astype(np.uint8),
-            "mask": np.stack(raw["mask"])[..., 0].astype(np.float32) / 255.0,
+            "mask": mask_VxHxW,
             "weight": np.asarray(raw["weight"], np.float32),
+            "outside_distance": np.stack([outside_distance(m) for m in mask_VxHxW]),
             "intrinsics": np.asarray(raw["intrinsics"], np.float32),
             "extrinsics": np.asarray(raw["extrinsics"], np.float32),
             "crop": np.asarray(raw["crop"], np.float32),
@@ -224,7 +248,7 @@ def pad_views(example: dict[str, np.ndarray], num_views: int) -> dict[str, np.nd
     """Pads the per-view fields of one example to `num_views` views and adds `view_valid`.
 
     Padded views hold harmless data that the losses never read (they mask them with
-    `view_valid`): zero image, mask and weight; a pinhole camera with focal N and the principal
+    `view_valid`): zero image, mask, weight and outside distance; a pinhole camera with focal N and the principal
     point at the centre (N = crop side), extrinsics [I|(0, 0, 1000 mm)], the identity crop, no
     distortion.
 

@@ -73,6 +73,76 @@ def physique_loss(phys_HxW, mask_HxW, weight_HxW):
     return jnp.mean(weight_HxW * (phys_HxW - mask_HxW) ** 2)
 
 
+def bone_points(keypoints_Jx2, samples, bones=skeleton.BONES):
+    """`samples` evenly spaced points along every bone, ends included: [len(bones) * samples, 2]."""
+    t_S = np.linspace(0.0, 1.0, samples, dtype=np.float32)[None, :, None]
+    start_Bx1x2 = keypoints_Jx2[np.array([i for i, _ in bones])][:, None]
+    end_Bx1x2 = keypoints_Jx2[np.array([j for _, j in bones])][:, None]
+    return ((1.0 - t_S) * start_Bx1x2 + t_S * end_Bx1x2).reshape(-1, 2)
+
+
+def sample_outside_distance(points_Px2, outside_HxW):
+    """The outside distance transform at arbitrary points (bilinear), normalized units.
+
+    Inside the crop: bilinear interpolation of the pixel grid. Outside it: the value at the
+    nearest crop point plus the distance to it, so a point off the crop is still pulled back.
+
+    Args:
+        points_Px2: points (x, y), normalized crop coordinates.
+        outside_HxW: per-pixel distance to the nearest foreground pixel, 0 inside the mask.
+
+    Returns:
+        [P] distances.
+    """
+    size = outside_HxW.shape[0]
+    inside_Px2 = jnp.clip(points_Px2, -1.0, 1.0)
+    beyond_P = jnp.sqrt(jnp.sum((points_Px2 - inside_Px2) ** 2, axis=-1) + _SQRT_EPS_M2)
+    col_row_2xP = ((inside_Px2 + 1.0) * ((size - 1) / 2.0)).T
+    values_P = jax.scipy.ndimage.map_coordinates(outside_HxW, [col_row_2xP[1], col_row_2xP[0]],
+                                                 order=1, mode="nearest")
+    return values_P + beyond_P - np.sqrt(_SQRT_EPS_M2)
+
+
+def inside_loss(keypoints_Jx2, outside_HxW, samples=5):
+    """L_inside of one mask: mean outside distance of points along every drawn bone.
+
+    Zero when the whole skeleton lies inside the silhouette; a bone off it is pulled in from any
+    distance (the Skeleton Mask's clipped L_skel gives such a bone no gradient).
+
+    Args:
+        keypoints_Jx2: projected joints, normalized crop coordinates.
+        outside_HxW: `input_pipeline.outside_distance` of the target mask.
+        samples: points per bone, ends included.
+
+    Returns:
+        Scalar, normalized crop units.
+    """
+    return jnp.mean(sample_outside_distance(bone_points(keypoints_Jx2, samples), outside_HxW))
+
+
+def coverage_loss(keypoints_Jx2, mask_HxW, weight_HxW, radius):
+    """L_cover of one mask: foreground pixels pay their distance to the nearest bone beyond radius.
+
+    mean over foreground pixels (mask >= 0.5), weighted by W, of max(d(p) - radius, 0): a
+    silhouette left uncovered pulls the nearest bone toward it, and with geodesic weights the
+    extremities (hands, feet: the largest weights) pull the end joints.
+
+    Args:
+        keypoints_Jx2: projected joints, normalized crop coordinates.
+        mask_HxW: foreground mask in [0, 1].
+        weight_HxW: pixel weights (geodesic weights or ones).
+        radius: body radius in normalized crop units: pixels this close to a bone are covered.
+
+    Returns:
+        Scalar, normalized crop units (0 for an empty mask).
+    """
+    size = mask_HxW.shape[0]
+    distance_HxW = jnp.sqrt(render.bone_distance_sq(keypoints_Jx2, size) + _SQRT_EPS_M2)
+    fg_weight_HxW = jnp.where(mask_HxW >= 0.5, weight_HxW, 0.0)
+    excess_HxW = jnp.maximum(distance_HxW - radius, 0.0)
+    return jnp.sum(fg_weight_HxW * excess_HxW) / jnp.maximum(jnp.sum(fg_weight_HxW), 1e-6)
+
+
 def _length_m(vec_Nx3_m):
     return jnp.sqrt(jnp.sum(vec_Nx3_m ** 2, axis=-1) + _SQRT_EPS_M2)
 
@@ -143,13 +213,14 @@ def oracle_loss(keypoints_VxJx3, targets_VxJx3, view_valid_V):
 # --- Batched compositions --------------------------------------------------------------------
 
 
-def _view_valid(batch, num_examples, num_views):
+def view_valid(batch, num_examples, num_views):
+    """BxV float32 view_valid of a batch (all ones when it has none)."""
     if "view_valid" in batch:
         return jnp.asarray(batch["view_valid"], jnp.float32)
     return jnp.ones((num_examples, num_views), jnp.float32)
 
 
-def _safe_cameras(batch, valid_BxV):
+def safe_cameras(batch, valid_BxV):
     """crop, intrinsics, extrinsics, distortion with invalid views replaced by the first valid."""
     first_B = jnp.argmax(valid_BxV > 0, axis=1)
     out = []
@@ -173,7 +244,8 @@ def _per_pair(fn):
     return jax.vmap(jax.vmap(fn))
 
 
-def _iou(pred_HxW, target_HxW):
+def mask_iou(pred_HxW, target_HxW):
+    """IoU of two masks thresholded at 0.5 (0 when both are empty)."""
     pred, target = pred_HxW > 0.5, target_HxW > 0.5
     union = jnp.sum(pred | target)
     return jnp.sum(pred & target) / jnp.maximum(union, 1)
@@ -224,8 +296,8 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
     body_width = float(loss_config.body_width)
 
     keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
-    valid_BxV = _view_valid(batch, num_examples, num_views)
-    crop, intrinsics, extrinsics, distortion = _safe_cameras(batch, valid_BxV)
+    valid_BxV = view_valid(batch, num_examples, num_views)
+    crop, intrinsics, extrinsics, distortion = safe_cameras(batch, valid_BxV)
 
     # Mask pair p = (source pose v, target view w): static index tables.
     if cross:
@@ -304,7 +376,7 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
     own_idx = np.flatnonzero(own_P)
     own_valid_BxV = pair_BxP[:, own_idx]
     result["skel_iou"] = _weighted_mean(
-        _per_pair(_iou)(skel_BxPxNxN[:, own_idx], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
+        _per_pair(mask_iou)(skel_BxPxNxN[:, own_idx], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
     if use_skel:
         clip = float(loss_config.clip_threshold)
         skel_BxP = _per_pair(lambda s, m, w: skeleton_mask_loss(s, m, w, clip))(
@@ -322,7 +394,7 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
         result["phys"] = _weighted_mean(phys_BxQ, pair_BxP[:, phys_idx])
         own = np.searchsorted(phys_idx, own_idx)
         result["mask_iou"] = _weighted_mean(
-            _per_pair(_iou)(phys_BxQxNxN[:, own], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
+            _per_pair(mask_iou)(phys_BxQxNxN[:, own], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
     return result
 
 
@@ -340,8 +412,8 @@ def oracle_terms(keypoints_BxVxJx3, batch, image_size, depth_range_mm):
         {"oracle": scalar}, the batch mean of `oracle_loss`.
     """
     num_examples, num_views = keypoints_BxVxJx3.shape[:2]
-    valid_BxV = _view_valid(batch, num_examples, num_views)
-    crop, intrinsics, extrinsics, distortion = _safe_cameras(batch, valid_BxV)
+    valid_BxV = view_valid(batch, num_examples, num_views)
+    crop, intrinsics, extrinsics, distortion = safe_cameras(batch, valid_BxV)
     targets_BxVxJx3 = jax.vmap(
         lambda j, c, k, e, d: multiview.oracle_targets(j, c, k, e, d, int(image_size),
                                                        depth_range_mm))(

@@ -47,6 +47,22 @@ NUM_BONES = len(BONES)
 _THIN = frozenset({(11, 12), (12, 13), (14, 15), (15, 16)})
 BONE_WIDTH_SCALES = tuple(0.5 if bone in _THIN else 1.0 for bone in BONES)
 
+# Radius of every bone of BONES for a generic adult, mm: round anthropometric figures (thigh 70,
+# shin 50, upper arm 45, forearm 35, head 85, trunk 80-105), the Physique Mask of
+# `config.physique.kind = "body"` (a body drawn at its size in millimetres in every view).
+_BONE_RADII_MM = {
+    (0, 1): 90.0, (1, 2): 70.0, (2, 3): 50.0, (0, 4): 90.0, (4, 5): 70.0, (5, 6): 50.0,
+    (0, 7): 100.0, (7, 8): 105.0, (8, 9): 50.0, (9, 10): 85.0,
+    (8, 11): 55.0, (11, 12): 45.0, (12, 13): 35.0, (8, 14): 55.0, (14, 15): 45.0, (15, 16): 35.0,
+    (7, 1): 85.0, (7, 4): 85.0, (7, 11): 80.0, (7, 14): 80.0, (0, 2): 60.0, (0, 5): 60.0,
+    (1, 14): 70.0, (4, 11): 70.0,
+}
+BONE_RADII_MM = tuple(_BONE_RADII_MM[bone] for bone in BONES)
+# The body also has hands and feet: points 17, 18 (left, right hand tips) and 19, 20 (right, left
+# toes) that `fused.body_points` places from the joints, drawn as four more bones.
+BODY_BONES = BONES + ((13, 17), (16, 18), (3, 19), (6, 20))
+BODY_RADII_MM = BONE_RADII_MM + (40.0, 40.0, 45.0, 45.0)
+
 # Left/right joint pairs, DESIGN §2 (the order inside a pair carries no meaning).
 LR_PAIRS = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
 
@@ -54,6 +70,19 @@ LR_PAIRS = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
 FLIP_PERMUTATION = tuple(
     dict([(a, b) for a, b in LR_PAIRS] + [(b, a) for a, b in LR_PAIRS]).get(j, j)
     for j in range(NUM_JOINTS)
+)
+
+# A generic adult standing upright, world frame (mm, Z up, pelvis at the origin), facing +X, so
+# the person's left is +Y. Hand-written Human3.6M-like proportions (thigh 450, shin 440, upper arm
+# 280, forearm 250 mm), not a measurement of any dataset: the start of experiments/fit.py and the
+# reference proportions of the anatomy prior.
+STANDING_TEMPLATE_MM = (
+    (0.0, 0.0, 0.0),                                                  # pelvis
+    (0.0, -130.0, 0.0), (0.0, -130.0, -450.0), (0.0, -130.0, -890.0),  # right hip, knee, ankle
+    (0.0, 130.0, 0.0), (0.0, 130.0, -450.0), (0.0, 130.0, -890.0),     # left hip, knee, ankle
+    (0.0, 0.0, 230.0), (0.0, 0.0, 480.0), (60.0, 0.0, 590.0), (0.0, 0.0, 700.0),  # spine..head
+    (0.0, 160.0, 450.0), (0.0, 180.0, 170.0), (0.0, 190.0, -80.0),     # left shoulder..wrist
+    (0.0, -160.0, 450.0), (0.0, -180.0, 170.0), (0.0, -190.0, -80.0),  # right shoulder..wrist
 )
 
 # Mirrored limbs, ((parent, child), (mirror parent, mirror child)), for the symmetry loss.

@@ -25,6 +25,7 @@ from maskpose_jax import cascade
 from maskpose_jax import checkpoint
 from maskpose_jax import datasets
 from maskpose_jax import evaluation
+from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import losses
 from maskpose_jax import models
@@ -95,12 +96,22 @@ def _detector_variables(state_or_params, batch_stats):
     return variables
 
 
+def physique_body_radii(config) -> tuple[float, ...] | None:
+    """The generic body's bone radii (mm) when config.physique.kind is "body", else None."""
+    if config.physique.kind != "body":
+        return None
+    if not config.loss.fusion:
+        raise ValueError("config.physique.kind = 'body' needs config.loss.fusion = True")
+    return tuple(float(config.physique.body_scale) * r for r in skeleton.BODY_RADII_MM)
+
+
 def physique_capsule_width(config) -> float | None:
     """config.physique.capsule_width when config.physique.kind is "capsules", else None."""
     kind = config.physique.kind
-    if kind not in ("network", "capsules"):
-        raise ValueError(f"config.physique.kind must be 'network' or 'capsules', got {kind!r}")
-    if kind == "network":
+    if kind not in ("network", "capsules", "body"):
+        raise ValueError(
+            f"config.physique.kind must be 'network', 'capsules' or 'body', got {kind!r}")
+    if kind != "capsules":
         return None
     width = float(config.physique.capsule_width)
     if not width > 0:
@@ -119,6 +130,8 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
     batch_norm = config.model.norm == "batch"
     loss_config = config.loss
     capsule_width = physique_capsule_width(config)
+    fusion = bool(config.loss.fusion)
+    body_radii = physique_body_radii(config)
 
     def loss_fn(params, state, batch):
         b, v = batch["image"].shape[:2]
@@ -136,8 +149,13 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
             def physique_apply(masks):
                 with jax.named_scope("shape_prior"):
                     return physique.apply({"params": params["physique"]}, masks)
-            terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config, image_size,
-                                      depth_range, capsule_width=capsule_width)
+            if fusion:
+                terms = fused.fused_terms(keypoints, batch, physique_apply, loss_config,
+                                          image_size, depth_range, capsule_width=capsule_width,
+                                          body_radii_mm=body_radii)
+            else:
+                terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config,
+                                          image_size, depth_range, capsule_width=capsule_width)
         total = sum(weights[t] * terms[t] for t in cascade.LOSS_TERMS if t in terms)
         return total, (terms, new_vars.get("batch_stats", state.batch_stats))
 
@@ -300,7 +318,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     builder = datasets.get_builder(config)
     train_source = data_builders.data_source(builder, config.data.train_split)
-    eval_source = data_builders.data_source(builder, config.data.eval_split)
+    # In-training evaluation reads the val split; the test split is experiments.evaluate's.
+    eval_source = data_builders.data_source(builder, config.data.val_split)
     image_size = datasets.image_size_of(train_source)
     # Every training source (mixtures included) is opened, or built, before anything compiles.
     train_dataset = datasets.make_train_dataset(config, train_source)

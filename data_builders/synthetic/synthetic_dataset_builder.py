@@ -5,7 +5,7 @@ Every clip of `mocap_dir` (CMU BVH, DeepMimic) is resampled to 30 Hz and, for ea
 turned and moved to a random spot of the capture area, rendered by ray casting in every camera of
 the rig (crop around the rendered mask's bounding box, never around joints), and stored with its
 geodesic weight maps and ground-truth joints (for evaluation only). Splits are whole clips
-(`motion.TEST_CLIPS`), and the test split is played by other subjects than the train split.
+(`motion.TEST_CLIPS`, `motion.VAL_CLIPS`), and each split is played by its own subjects.
 
 Each example is drawn from its own seed (dataset seed, clip name, subject slot, frame), so the
 same options give byte-identical files whatever the order of generation.
@@ -31,9 +31,9 @@ from maskpose_jax import geodesic
 ASSETS_MOCAP_DIR = os.path.join(os.path.dirname(__file__), "..", "assets", "mocap")
 H36M_RIG_SUBJECTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11")
 RIGS = ("h36m", "ring")
-# Procedural subjects: the train split is played by the first, the test split by the rest.
-NUM_TRAIN_SUBJECTS = 6
-NUM_TEST_SUBJECTS = 2
+# Procedural subjects: subject k is sample_body(seed, 7, k); every split has its own, in this order
+# (so adding a split kept the train and test subjects of earlier builds).
+SPLIT_SUBJECTS = {"train": range(0, 6), "test": range(6, 8), "val": range(8, 10)}
 FPS = 30.0
 CAPTURE_AREA_RADIUS_MM = 1000.0
 CROP_MARGIN = 0.15
@@ -87,8 +87,8 @@ def _example_seed(seed: int, clip: str, slot: int, frame: int) -> list[int]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """The synthetic multi-view dataset (`synthetic`)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": "A val split (own clips and subjects)."}
     BUILDER_CONFIGS = [_DEFAULTS]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -105,8 +105,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         motions = motion_lib.load_motions(config.mocap_dir or ASSETS_MOCAP_DIR)
         motions = [motion_lib.resample(m, FPS) for m in motions]
         subjects = [body_lib.sample_body(np.random.default_rng([config.seed, 7, k]))
-                    for k in range(NUM_TRAIN_SUBJECTS + NUM_TEST_SUBJECTS)]
-        by_split = {"train": [], "test": []}
+                    for k in range(max(r.stop for r in SPLIT_SUBJECTS.values()))]
+        by_split = {split: [] for split in SPLIT_SUBJECTS}
         for motion in motions:
             by_split[motion_lib.split_of(motion.name)].append(motion)
         return {split: self._generate_examples(clips, subjects, split)
@@ -114,8 +114,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, motions, subjects, split):
         config = self.builder_config
-        pool = (range(NUM_TRAIN_SUBJECTS) if split == "train" else
-                range(NUM_TRAIN_SUBJECTS, NUM_TRAIN_SUBJECTS + NUM_TEST_SUBJECTS))
+        pool = SPLIT_SUBJECTS[split]
         jobs = []
         for motion in motions:
             first = zlib.crc32(motion.name.encode()) % len(pool)

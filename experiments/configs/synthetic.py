@@ -12,7 +12,7 @@ the same detector trained on ground-truth 2.5D targets, the *supervised* referen
 import ml_collections
 
 VARIANTS = ("default", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
-            "capsules", "oracle")
+            "capsules", "fused", "oracle")
 
 
 def stage(name, steps, trainable, learning_rate, **loss_weights):
@@ -60,7 +60,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.data.options = ml_collections.ConfigDict()   # builder options, e.g. image_size
     c.data.build_if_missing = True  # build the dataset first when it is not there
     c.data.train_split = "train"
-    c.data.eval_split = "test"
+    c.data.val_split = "val"        # in-training evaluation: every choice of recipe reads this
+    c.data.eval_split = "test"      # read by experiments.evaluate alone, once per reported run
     c.data.num_threads = 4          # grain read threads per process
     c.data.prefetch = 16            # grain prefetch buffer (examples)
     c.data.augment = True           # photometric augmentation of training images
@@ -95,6 +96,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     # the Physique Mask is the skeleton drawn at the squared width `capsule_width` (a fixed body).
     c.physique.kind = "network"
     c.physique.capsule_width = 6e-3
+    # "body" (needs loss.fusion): no parameters, a generic adult's bones (skeleton.BONE_RADII_MM,
+    # times body_scale) drawn at their size in mm in every view, from the fused pose's depth.
+    c.physique.body_scale = 1.0
 
     # Losses (DESIGN §8): each term has a switch; weights live in the stages below.
     c.loss = ml_collections.ConfigDict()
@@ -109,6 +113,14 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.loss.use_sym = True
     c.loss.use_agree = True
     c.loss.supervision = "masks"     # "masks" (unsupervised) or "oracle" (ground-truth 2.5D)
+    # Ours, beside the paper's terms (maskpose_jax/fused.py, losses.py):
+    # fusion: one world pose per frame, every joint triangulated from the views' 2D; the mask
+    # terms score its projections, and each view learns z and 2D from it ("depth", "reproject").
+    c.loss.fusion = False
+    c.loss.use_inside = False        # bones pay the mask's outside distance transform
+    c.loss.use_cover = False         # foreground pixels pay their distance to the nearest bone
+    c.loss.cover_radius = 0.05       # ... beyond this body radius, normalized crop units
+    c.loss.use_proportion = False    # anatomy prior: limb proportions of a generic adult
 
     # Cascade (DESIGN §9): ordered stages; weights of terms not named are 0.
     c.stages = [
@@ -129,8 +141,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.train.image_every = 1000       # TensorBoard images
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
-    c.train.eval_every = 2000        # held-out MPJPE during training (0 = only at the end)
-    c.train.eval_examples = 256      # examples of the eval split used during training
+    c.train.eval_every = 2000        # val MPJPE during training (0 = only at the end)
+    c.train.eval_examples = 256      # examples of the val split used during training
 
     # Evaluation (DESIGN §11).
     c.eval = ml_collections.ConfigDict()
@@ -163,6 +175,18 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.model.template = "standing"
         c.stages = [stage("capsules", 5000, ("detector",), 1e-4,
                           skel=1.0, phys=1.0, sym=0.1, agree=0.1)]
+    elif variant == "fused":
+        # Ours: one fused world pose per frame, a generic body drawn at its size in mm, bones
+        # pulled inside the silhouettes, anatomy priors (experiments/fit.py chose the weights).
+        c.loss.fusion = True
+        c.loss.use_skel = False
+        c.loss.use_inside = True
+        c.loss.use_proportion = True
+        c.physique.kind = "body"
+        c.loss.background_scale = 0.05
+        c.model.template = "standing"
+        c.stages = [stage("fused", 5000, ("detector",), 1e-4, phys=1.0, inside=1.0, sym=10.0,
+                          proportion=1.0, depth=1.0, reproject=1.0)]
     elif variant == "oracle":
         c.loss.supervision = "oracle"
         total = sum(s.steps for s in c.stages)

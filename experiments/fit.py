@@ -1,0 +1,190 @@
+"""The loss-landscape harness: fit one 3D pose per example to its masks, no network.
+
+    python -m experiments.fit --config=synthetic.py:fused [--examples=64] [--steps=300]
+        [--split=train] [--starts=noise50,noise100,noise200,template] [--restarts=4]
+
+Analysis by synthesis: for each of `--examples` evenly spaced examples of a split, the 17 world
+joints are optimized (Adam, jit + vmap over examples) against that example's masks and cameras
+with the config's loss (`fused.pose_mask_terms`, weighted by the stage `--stage`, default the
+last), from
+
+    noiseS      the truth plus a random offset per joint of RMS length S mm;
+    template    `skeleton.STANDING_TEMPLATE_MM` centred on the point triangulated from the masks'
+                centroids, at `--restarts` yaws; the restart of lowest final loss is kept (no
+                ground truth in the choice).
+
+It prints, per start, MPJPE and P-MPJPE of the fits (as fitted, and after one global left/right
+relabelling of the whole set), and the share of examples whose fit reaches a lower loss than the
+truth (a loss whose minimum is not the truth cannot be fixed by optimizing harder). Ground truth
+is read only to score and to make the noisy starts, as in the evaluation. The physique network
+kind has no parameters to fit here: its term needs `physique.kind = "capsules"` or is left out.
+"""
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import data_builders
+from experiments import flags as experiment_flags
+from maskpose_jax import datasets
+from maskpose_jax import fused
+from maskpose_jax import geometry
+from maskpose_jax import input_pipeline
+from maskpose_jax import metrics
+from maskpose_jax import multiview
+from maskpose_jax import render
+from maskpose_jax import skeleton
+from maskpose_jax import train
+
+_EXAMPLES = flags.DEFINE_integer("examples", 64, "Examples, evenly spaced over the split.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per fit.")
+_LR = flags.DEFINE_float("lr", 10.0, "Adam learning rate, mm.")
+_SPLIT = flags.DEFINE_string("split", None, "Split to read (default: config.data.train_split).")
+_STARTS = flags.DEFINE_list("starts", ["noise50", "noise100", "noise200", "template"],
+                            "Starts: noiseS (truth + S mm RMS) and/or template.")
+_RESTARTS = flags.DEFINE_integer("restarts", 4, "Yaws of the template start.")
+_STAGE = flags.DEFINE_integer("stage", -1, "Index of the stage whose loss weights are used.")
+
+
+def template_starts(views, restarts):
+    """BxKx17x3 template poses (mm) at K yaws about Z, centred on the masks' triangulated centre."""
+    size = views["mask"].shape[-1]
+    x_NxN, y_NxN = render.pixel_grid(size)
+
+    def centre(example):
+        mass_V = jnp.maximum(jnp.sum(example["mask"], axis=(1, 2)), 1e-6)
+        xy_Vx2 = jnp.stack([jnp.sum(example["mask"] * x_NxN, axis=(1, 2)),
+                            jnp.sum(example["mask"] * y_NxN, axis=(1, 2))], -1) / mass_V[:, None]
+        uv_Vx2 = jax.vmap(multiview.full_px_from_normalized, (0, 0, None))(
+            xy_Vx2[:, None], example["crop"], size)
+        proj_Vx3x4 = jax.vmap(geometry.projection_matrix)(example["intrinsics"],
+                                                           example["extrinsics"])
+        return geometry.triangulate(uv_Vx2, proj_Vx3x4, example["valid"][:, None])[0]
+
+    centre_Bx3 = jax.vmap(centre)(views)
+    template_Jx3 = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float32)
+    template_Jx3 = template_Jx3 - template_Jx3.mean(axis=0)
+    yaws = 2 * np.pi * np.arange(restarts) / restarts
+    rotated_KxJx3 = np.stack([template_Jx3 @ np.asarray(geometry.rotation_about_z(a)).T
+                              for a in yaws]).astype(np.float32)
+    return centre_Bx3[:, None, None, :] + rotated_KxJx3[None]
+
+
+def scores(fits_BxJx3, truth_BxJx3):
+    """MPJPE / P-MPJPE (mm) as fitted and after the better global left/right relabelling."""
+    mpjpe, p_mpjpe = (float(jnp.mean(f(fits_BxJx3, truth_BxJx3)))
+                      for f in (metrics.mpjpe, metrics.p_mpjpe))
+    flipped = metrics.flip_left_right(fits_BxJx3)
+    mpjpe_f, p_mpjpe_f = (float(jnp.mean(f(flipped, truth_BxJx3)))
+                          for f in (metrics.mpjpe, metrics.p_mpjpe))
+    if mpjpe_f >= mpjpe:
+        mpjpe_f, p_mpjpe_f = mpjpe, p_mpjpe
+    return {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "mpjpe_flip": mpjpe_f, "p_mpjpe_flip": p_mpjpe_f}
+
+
+def run(config, *, split, examples, steps, lr, starts, restarts=4, stage=-1, echo=print):
+    """Fits every start of `starts` (see the module docstring); returns {start: row}.
+
+    A row holds mpjpe, p_mpjpe, mpjpe_flip, p_mpjpe_flip (mm), below (share of examples whose fit
+    has a lower loss than the truth), start (MPJPE of the starts, mm), loss (mean final loss) and
+    fits_BxJx3 (world joints, mm).
+    """
+    if examples < 1 or steps < 1 or restarts < 1:
+        raise ValueError("examples, steps and restarts must be >= 1")
+    for start in starts:
+        if start != "template" and not (start.startswith("noise") and start[5:].isdigit()):
+            raise ValueError(f"unknown start {start!r} (noiseS, S in mm, or template)")
+    source = data_builders.data_source(datasets.get_builder(config), split)
+    count = min(int(examples), len(source))
+    picked = [source[int(i)] for i in np.linspace(0, len(source) - 1, count)]
+    batch = next(iter(input_pipeline.make_dataset(
+        picked, global_batch_size=count, training=False, num_threads=1, prefetch=1,
+        views=tuple(config.data.views))))
+    size = int(batch["mask"].shape[-1])
+    loss_config = config.loss
+    capsule_width = train.physique_capsule_width(config)
+    body_radii = train.physique_body_radii(config)
+    if config.physique.kind == "network" and loss_config.use_phys:
+        loss_config = config.loss.copy_and_resolve_references()
+        loss_config.use_phys = False
+        echo("physique.kind = 'network': the physique term is left out (nothing to fit it with)")
+    weights = config.stages[stage].loss_weights.to_dict()
+    names = [t for t in fused.POSE_TERMS if weights.get(t, 0.0)]
+    views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS}, loss_config)
+    truth_BxJx3 = jnp.asarray(batch["joints_world"], jnp.float32)
+
+    def total(joints_Jx3, example):
+        terms = fused.pose_mask_terms(joints_Jx3, example, loss_config, size, None,
+                                      capsule_width, body_radii)
+        return sum(weights[t] * terms[t] for t in names), terms
+
+    optimizer = optax.adam(float(lr))
+
+    @jax.jit
+    def fit(start_BxJx3):
+        def one(start_Jx3, example):
+            def step(carry, _):
+                joints, opt_state = carry
+                grad = jax.grad(lambda j: total(j, example)[0])(joints)
+                updates, opt_state = optimizer.update(grad, opt_state)
+                return (optax.apply_updates(joints, updates), opt_state), None
+            (joints, _), _ = jax.lax.scan(step, (start_Jx3, optimizer.init(start_Jx3)), None,
+                                          length=int(steps))
+            return joints, total(joints, example)[0]
+        return jax.vmap(one)(start_BxJx3, views)
+
+    truth_loss_B, truth_terms = jax.jit(jax.vmap(total))(truth_BxJx3, views)
+    echo(f"{count} examples of {config.data.name}/{split}, {size}px, "
+         f"{int(batch['mask'].shape[1])} views; loss = "
+         + " + ".join(f"{weights[t]:g} {t}" for t in names)
+         + f"; Adam lr {lr:g} mm, {steps} steps")
+    echo("at the truth: " + ", ".join(f"{t} {float(jnp.mean(truth_terms[t])):.4f}"
+                                      for t in names)
+         + f", skel IoU {float(jnp.mean(truth_terms['skel_iou'])):.3f}")
+    echo("| start | MPJPE | P-MPJPE | MPJPE, global flip | P-MPJPE, global flip "
+         "| loss below truth | start MPJPE |")
+    echo("|---|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(int(config.seed))
+    rows = {}
+    for start in starts:
+        if start == "template":
+            starts_BxKxJx3 = template_starts(views, int(restarts))
+            tries = [fit(starts_BxKxJx3[:, r]) for r in range(starts_BxKxJx3.shape[1])]
+            loss_BxK = jnp.stack([l for _, l in tries], axis=1)
+            best_B = jnp.argmin(loss_BxK, axis=1)
+            fits = jnp.stack([f for f, _ in tries], axis=1)[jnp.arange(count), best_B]
+            loss = loss_BxK[jnp.arange(count), best_B]
+            start_BxJx3 = starts_BxKxJx3[jnp.arange(count), best_B]
+        else:
+            rms = float(start[5:])
+            noise = rng.normal(0.0, rms / np.sqrt(3.0), truth_BxJx3.shape).astype(np.float32)
+            start_BxJx3 = truth_BxJx3 + noise
+            fits, loss = fit(start_BxJx3)
+        row = scores(fits, truth_BxJx3)
+        row["below"] = float(jnp.mean(loss < truth_loss_B))
+        row["start"] = float(jnp.mean(metrics.mpjpe(start_BxJx3, truth_BxJx3)))
+        row["loss"] = float(jnp.mean(loss))
+        row["fits_BxJx3"] = np.asarray(fits)
+        rows[start] = row
+        echo(f"| {start} | {row['mpjpe']:.1f} | {row['p_mpjpe']:.1f} | {row['mpjpe_flip']:.1f} "
+             f"| {row['p_mpjpe_flip']:.1f} | {row['below']:.2f} | {row['start']:.1f} |")
+    rows["truth_BxJx3"] = np.asarray(truth_BxJx3)
+    return rows
+
+
+def main(argv):
+    del argv
+    config = experiment_flags.config()
+    try:
+        run(config, split=_SPLIT.value or config.data.train_split, examples=_EXAMPLES.value,
+            steps=_STEPS.value, lr=_LR.value, starts=_STARTS.value, restarts=_RESTARTS.value,
+            stage=_STAGE.value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=experiment_flags.parse_flags)

@@ -1,0 +1,280 @@
+"""One 3D pose per frame (DESIGN §7, "the direction now"): fuse the views, draw the fusion.
+
+The detector predicts 2.5D keypoints per view. Here every joint is triangulated from the views'
+predicted 2D into one world pose (weighted linear DLT, differentiable: the mask losses of every
+view reach the 2D of every view through it), that pose is projected into every view's crop and
+drawn, and the mask terms compare the drawings with the masks (a visual-hull fit, amortised by
+the network). Each view's relative depth z learns from the fused pose's depth in that camera and
+its 2D from the fused pose's reprojection (stop-gradient targets: self-supervised depth, as in
+EpipolarPose, Kocabas et al. CVPR 2019).
+
+- `pose_mask_terms`: the forward model and mask terms of ONE world pose in V views (pure; also the
+  objective of `experiments/fit.py`, the per-example fitting harness).
+- `fuse_views`: the world pose of one example from its views' 2D.
+- `fused_terms`: the batched training terms of a detector output.
+
+No ground truth is read anywhere in this module. Units: mm and normalized crop coordinates.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskpose_jax import geometry
+from maskpose_jax import losses
+from maskpose_jax import multiview
+from maskpose_jax import render
+from maskpose_jax import skeleton
+
+# Terms of `pose_mask_terms` (per example) and the extra ones of `fused_terms`.
+POSE_TERMS = ("skel", "phys", "inside", "cover", "sym", "proportion")
+FUSED_TERMS = POSE_TERMS + ("depth", "reproject")
+
+
+def proportion_loss(joints_Jx3_mm):
+    """L_proportion: squared log-ratio of every limb's share of the skeleton to the template's.
+
+    An anatomy prior, not a label: `skeleton.STANDING_TEMPLATE_MM`'s limb lengths, each divided by
+    their sum, are the proportions of a generic adult. Scale-free, so any body size pays nothing.
+
+    Args:
+        joints_Jx3_mm: one pose, any rigid frame, mm.
+
+    Returns:
+        Scalar, mean over the 16 limbs of log(share / template share)^2.
+    """
+    template_Jx3 = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float64)
+    limbs = np.array(skeleton.LIMBS)
+    template_L = np.linalg.norm(template_Jx3[limbs[:, 1]] - template_Jx3[limbs[:, 0]], axis=-1)
+    share_template_L = (template_L / template_L.sum()).astype(np.float32)
+    length_L = jnp.sqrt(jnp.sum((joints_Jx3_mm[limbs[:, 1]] - joints_Jx3_mm[limbs[:, 0]]) ** 2,
+                                axis=-1) + 1e-6)
+    share_L = length_L / jnp.sum(length_L)
+    return jnp.mean(jnp.log(share_L / share_template_L + 1e-6) ** 2)
+
+
+def project_pose(joints_world_Jx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, distortion_Vx5,
+                 image_size):
+    """One world pose in every view's crop: VxJx2 normalized crop coordinates (with distortion)."""
+    return multiview.project_to_views(joints_world_Jx3[None], crop_Vx2x3, intrinsics_Vx3x3,
+                                      extrinsics_Vx3x4, distortion_Vx5, image_size)[0]
+
+
+# Hand tips continue the forearm by this share of its length; toes point forward this far, mm.
+_HAND_SHARE = 0.5
+_FOOT_LENGTH_MM = 150.0
+
+
+def body_points(joints_world_Jx3):
+    """The joints and the four points of `skeleton.BODY_BONES`: (J + 4)x3, mm.
+
+    Hand tips continue each forearm; toes lie forward of each ankle, forward being the
+    horizontal-ish direction left hip - right hip crossed with pelvis -> thorax (the facing).
+    """
+    j = skeleton.JOINT_INDEX
+    left_3 = joints_world_Jx3[j["l_hip"]] - joints_world_Jx3[j["r_hip"]]
+    up_3 = joints_world_Jx3[skeleton.THORAX] - joints_world_Jx3[skeleton.PELVIS]
+    forward_3 = jnp.cross(left_3, up_3)
+    forward_3 = forward_3 / jnp.sqrt(jnp.sum(forward_3 ** 2) + 1e-6)
+    hands_2x3 = joints_world_Jx3[np.array([j["l_wrist"], j["r_wrist"]])] + _HAND_SHARE * (
+        joints_world_Jx3[np.array([j["l_wrist"], j["r_wrist"]])]
+        - joints_world_Jx3[np.array([j["l_elbow"], j["r_elbow"]])])
+    toes_2x3 = (joints_world_Jx3[np.array([j["r_ankle"], j["l_ankle"]])]
+                + _FOOT_LENGTH_MM * forward_3)
+    return jnp.concatenate([joints_world_Jx3, hands_2x3, toes_2x3])
+
+
+def _body_masks(joints_world_Jx3, views, size, radii_mm):
+    """The generic body (`body_points`, bone radii in mm) drawn in every view at its scale there.
+
+    A soft capsule exp(-d^2 / s) is 0.5 at d = sqrt(s ln 2), so a bone of radius r mm drawn in a
+    view where one mm spans k normalized units gets s = (k r)^2 / ln 2; k = 2 a f / ((N - 1) Z)
+    with a the crop's scale, f the focal length and Z the pose's pelvis depth (no gradient).
+    """
+    reference = max(radii_mm)
+    scales = tuple((r / reference) ** 2 for r in radii_mm)
+    kp_VxPx2 = project_pose(body_points(joints_world_Jx3), views["crop"], views["intrinsics"],
+                            views["extrinsics"], views["distortion"], size)
+
+    def one(kp_Px2, crop_2x3, intrinsics_3x3, extrinsics_3x4):
+        depth = geometry.cam_from_world(joints_world_Jx3[skeleton.PELVIS][None],
+                                        extrinsics_3x4)[0, 2]
+        depth = jax.lax.stop_gradient(jnp.maximum(depth, multiview.MIN_DEPTH_MM))
+        scale = jnp.sqrt(jnp.abs(crop_2x3[0, 0] * crop_2x3[1, 1] - crop_2x3[0, 1] * crop_2x3[1, 0]))
+        focal = jnp.sqrt(jnp.abs(intrinsics_3x3[0, 0] * intrinsics_3x3[1, 1]))
+        per_mm = 2.0 * scale * focal / ((size - 1) * depth)
+        width = (per_mm * reference) ** 2 / np.log(2.0)
+        return render.skeleton_mask(kp_Px2, size, width, skeleton.BODY_BONES, scales)
+
+    return jax.vmap(one)(kp_VxPx2, views["crop"], views["intrinsics"], views["extrinsics"])
+
+
+def _masked_mean(values_V, valid_V):
+    return jnp.sum(valid_V * values_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
+
+
+def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_apply=None,
+                    capsule_width=None, body_radii_mm=None):
+    """The unsupervised terms of one world pose seen by V calibrated views (forward model + loss).
+
+    The pose is projected into every view's crop; per view, with the switches of `loss_config`:
+    skel (the paper's clipped Skeleton Mask term, `losses.skeleton_mask_loss`), phys (the Physique
+    Mask: a fixed capsule body of squared width `capsule_width`, or `physique_apply` on the
+    Skeleton Masks), inside (`losses.inside_loss`) and cover (`losses.coverage_loss`), averaged
+    over valid views; and per pose sym (`losses.symmetry_loss`) and proportion.
+
+    Args:
+        joints_world_Jx3: the pose, world frame, mm.
+        views: dict of one example's per-view arrays: mask, weight (background pixels already
+          scaled), outside_distance VxNxN, crop, intrinsics, extrinsics, distortion, valid [V].
+        loss_config: `config.loss` (body_width, clip_threshold, cover_radius, use_skel,
+          use_phys, use_inside, use_cover, use_sym, use_proportion).
+        image_size: crop side N (static int).
+        physique_apply: VxNxN Skeleton Masks -> Physique Masks, or None.
+        capsule_width: squared width of the capsule body (used when not None).
+        body_radii_mm: per-bone radii of a body drawn at its size in mm (used when not None).
+
+    Returns:
+        dict: every term of POSE_TERMS (0 when switched off), the projected keypoints "kp_VxJx2"
+        and the diagnostic "skel_iou" (Skeleton Mask against the mask at 0.5).
+    """
+    size = int(image_size)
+    valid_V = views["valid"]
+    kp_VxJx2 = project_pose(joints_world_Jx3, views["crop"], views["intrinsics"],
+                            views["extrinsics"], views["distortion"], size)
+    zero = jnp.zeros((), jnp.float32)
+    out = {name: zero for name in POSE_TERMS}
+    out["kp_VxJx2"] = kp_VxJx2
+    mask_VxNxN, weight_VxNxN = views["mask"], views["weight"]
+    skel_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, float(loss_config.body_width)))(
+        kp_VxJx2)
+    iou_V = jax.vmap(losses.mask_iou)(skel_VxNxN, mask_VxNxN)
+    out["skel_iou"] = _masked_mean(iou_V, valid_V)
+    if loss_config.use_skel:
+        clip = float(loss_config.clip_threshold)
+        out["skel"] = _masked_mean(jax.vmap(
+            lambda s, m, w: losses.skeleton_mask_loss(s, m, w, clip))(
+                skel_VxNxN, mask_VxNxN, weight_VxNxN), valid_V)
+    if loss_config.use_phys:
+        if body_radii_mm is not None:
+            phys_VxNxN = _body_masks(joints_world_Jx3, views, size, body_radii_mm)
+        elif capsule_width is not None:
+            phys_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, float(capsule_width)))(
+                kp_VxJx2)
+        else:
+            phys_VxNxN = physique_apply(skel_VxNxN)
+        out["phys"] = _masked_mean(jax.vmap(losses.physique_loss)(
+            phys_VxNxN, mask_VxNxN, weight_VxNxN), valid_V)
+    if loss_config.use_inside:
+        out["inside"] = _masked_mean(jax.vmap(losses.inside_loss)(
+            kp_VxJx2, views["outside_distance"]), valid_V)
+    if loss_config.use_cover:
+        radius = float(loss_config.cover_radius)
+        out["cover"] = _masked_mean(jax.vmap(
+            lambda k, m, w: losses.coverage_loss(k, m, w, radius))(
+                kp_VxJx2, mask_VxNxN, weight_VxNxN), valid_V)
+    if loss_config.use_sym:
+        out["sym"] = losses.symmetry_loss(joints_world_Jx3)
+    if loss_config.use_proportion:
+        out["proportion"] = proportion_loss(joints_world_Jx3)
+    return out
+
+
+def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V,
+               image_size):
+    """Every joint triangulated from the views' predicted 2D: the example's one world pose.
+
+    Weighted linear DLT (`geometry.triangulate`, weights = valid), differentiable in the 2D;
+    distortion ignored, as in `multiview.triangulate_root`. Needs >= 2 valid views.
+
+    Returns:
+        Jx3 world joints, mm.
+    """
+    uv_VxJx2 = jax.vmap(multiview.full_px_from_normalized, (0, 0, None))(
+        keypoints_VxJx3[..., :2], crop_Vx2x3, image_size)
+    proj_Vx3x4 = jax.vmap(geometry.projection_matrix)(intrinsics_Vx3x3, extrinsics_Vx3x4)
+    weights_VxJ = jnp.broadcast_to(valid_V[:, None], uv_VxJx2.shape[:2])
+    return geometry.triangulate(uv_VxJx2, proj_Vx3x4, weights_VxJ)
+
+
+def relative_depths(joints_world_Jx3, extrinsics_Vx3x4, depth_range_mm):
+    """VxJ: each joint's camera depth minus the pelvis's, in the detector's z units."""
+    def one(extrinsics_3x4):
+        depth_J = geometry.cam_from_world(joints_world_Jx3, extrinsics_3x4)[:, 2]
+        return (depth_J - depth_J[skeleton.PELVIS]) / (depth_range_mm / 2.0)
+    return jax.vmap(one)(extrinsics_Vx3x4)
+
+
+def example_views(batch, loss_config):
+    """The per-view inputs of `pose_mask_terms` for a batch: invalid views made harmless, and
+    the background weights scaled by `loss_config.background_scale` (uniform without geodesic)."""
+    num_examples, num_views = batch["mask"].shape[:2]
+    valid_BxV = losses.view_valid(batch, num_examples, num_views)
+    crop, intrinsics, extrinsics, distortion = losses.safe_cameras(batch, valid_BxV)
+    keep_BxVx1x1 = valid_BxV[:, :, None, None] > 0
+    mask = jnp.where(keep_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
+    if bool(loss_config.use_geodesic):
+        weight = jnp.where(keep_BxVx1x1, jnp.asarray(batch["weight"], jnp.float32), 0.0)
+        weight = jnp.where(mask < 0.5, float(loss_config.background_scale) * weight, weight)
+    else:
+        weight = jnp.ones_like(mask)
+    outside = jnp.where(keep_BxVx1x1, jnp.asarray(batch["outside_distance"], jnp.float32), 0.0)
+    return dict(mask=mask, weight=weight, outside_distance=outside, crop=crop,
+                intrinsics=intrinsics, extrinsics=extrinsics, distortion=distortion,
+                valid=valid_BxV)
+
+
+def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
+                depth_range_mm, capsule_width=None, body_radii_mm=None):
+    """The unsupervised training terms of a batch through one fused pose per example.
+
+    Per example: the views' 2D are fused (`fuse_views`), `pose_mask_terms` scores the fused pose
+    in every view, and two stop-gradient targets teach each view the fused pose: depth = mean
+    |z - relative depth of the fused pose in that camera| and reproject = mean |xy - projection
+    of the fused pose| (normalized crop units). Every example needs >= 2 valid views.
+
+    Args:
+        keypoints_BxVxJx3: detector output per example and view.
+        batch: training batch (mask, weight, outside_distance, cameras, optional view_valid).
+        physique_apply: MxNxN Skeleton Masks -> Physique Masks (network kind), or None.
+        loss_config: `config.loss`.
+        image_size: crop side N (static int).
+        depth_range_mm: the detector's depth span, mm.
+        capsule_width: the capsule body's squared width, or None.
+        body_radii_mm: the generic body's bone radii, mm, or None (`pose_mask_terms`).
+
+    Returns:
+        dict of batch means: FUSED_TERMS and the diagnostics "skel_iou" and "view_gap_mm" (mean
+        distance between each view's own lifted pose, at the fused pelvis, and the fused pose).
+    """
+    size = int(image_size)
+    keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
+    views = example_views(batch, loss_config)
+    num_views = keypoints_BxVxJx3.shape[1]
+    if num_views < 2:
+        raise ValueError("config.loss.fusion needs >= 2 views per example")
+
+    def per_example(keypoints_VxJx3, example):
+        valid_V = example["valid"]
+        joints_world_Jx3 = fuse_views(keypoints_VxJx3, example["crop"], example["intrinsics"],
+                                      example["extrinsics"], valid_V, size)
+        out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
+                              capsule_width, body_radii_mm)
+        target = jax.lax.stop_gradient(joints_world_Jx3)
+        z_VxJ = relative_depths(target, example["extrinsics"], depth_range_mm)
+        out["depth"] = _masked_mean(jnp.mean(jnp.abs(keypoints_VxJx3[..., 2] - z_VxJ), -1),
+                                    valid_V)
+        xy_VxJx2 = jax.lax.stop_gradient(out.pop("kp_VxJx2"))
+        out["reproject"] = _masked_mean(
+            jnp.mean(jnp.abs(keypoints_VxJx3[..., :2] - xy_VxJx2), axis=(-2, -1)), valid_V)
+        root_world_3 = target[skeleton.PELVIS]
+        _, own_world_VxJx3 = multiview.lift_views(
+            jax.lax.stop_gradient(keypoints_VxJx3), root_world_3, example["crop"],
+            example["intrinsics"], example["extrinsics"], size, depth_range_mm)
+        gap_V = jnp.mean(jnp.linalg.norm(own_world_VxJx3 - target[None], axis=-1), axis=-1)
+        out["view_gap_mm"] = _masked_mean(gap_V, valid_V)
+        return out
+
+    with jax.named_scope("rendering"):
+        per = jax.vmap(per_example)(keypoints_BxVxJx3, views)
+    return {k: jnp.mean(v) for k, v in per.items()}

@@ -1,0 +1,220 @@
+"""Tests for the fused-pose path (maskpose_jax.fused) and the long-range mask terms of losses.
+
+References are NumPy float64 brute force (every pixel against every bone / foreground pixel),
+finite differences, and round trips through the cameras.
+"""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from experiments.configs import synthetic
+from maskpose_jax import fused
+from maskpose_jax import geometry
+from maskpose_jax import input_pipeline
+from maskpose_jax import losses
+from maskpose_jax import multiview
+from maskpose_jax import render
+from maskpose_jax import skeleton
+
+SIZE = 24
+DEPTH_RANGE_MM = 2000.0
+
+
+def segment_distance_sq_np(points_Px2, a_2, b_2):
+    ab = b_2 - a_2
+    t = np.clip(((points_Px2 - a_2) @ ab) / max(ab @ ab, 1e-12), 0.0, 1.0)
+    return np.sum((points_Px2 - (a_2 + t[:, None] * ab)) ** 2, axis=-1)
+
+
+def pixel_points_np(size):
+    grid = -1.0 + 2.0 * np.arange(size) / (size - 1)
+    y, x = np.meshgrid(grid, grid, indexing="ij")
+    return np.stack([x.ravel(), y.ravel()], -1)
+
+
+def bone_distance_sq_np(keypoints_Jx2, size):
+    points = pixel_points_np(size)
+    d = np.min([segment_distance_sq_np(points, keypoints_Jx2[i], keypoints_Jx2[j])
+                for i, j in skeleton.BONES], axis=0)
+    return d.reshape(size, size)
+
+
+def random_keypoints(rng):
+    return np.asarray(skeleton.STANDING_TEMPLATE) + rng.normal(0, 0.15, (skeleton.NUM_JOINTS, 2))
+
+
+def test_bone_distance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        kp = random_keypoints(rng)
+        got = np.asarray(render.bone_distance_sq(jnp.asarray(kp, jnp.float32), SIZE))
+        np.testing.assert_allclose(got, bone_distance_sq_np(kp, SIZE), atol=2e-5, rtol=1e-4)
+
+
+def test_outside_distance_matches_brute_force():
+    rng = np.random.default_rng(1)
+    mask = (ndimage.gaussian_filter(rng.uniform(size=(SIZE, SIZE)), 3) > 0.5).astype(np.float32)
+    mask[SIZE // 2, SIZE // 2] = 1.0
+    points = pixel_points_np(SIZE)
+    fg = points[mask.ravel() >= 0.5]
+    want = np.min(np.linalg.norm(points[:, None] - fg[None], axis=-1), axis=1)
+    np.testing.assert_allclose(input_pipeline.outside_distance(mask).ravel(), want, atol=1e-5)
+    assert not input_pipeline.outside_distance(np.zeros((SIZE, SIZE))).any()
+
+
+def test_inside_loss_matches_numpy_bilinear_and_pulls_from_outside():
+    rng = np.random.default_rng(2)
+    outside = rng.uniform(0, 1, (SIZE, SIZE)).astype(np.float32)
+    kp = random_keypoints(rng)
+    kp[3] = (1.4, 1.3)   # an ankle off the crop: its bone's samples pay the distance beyond it
+    points = np.asarray(losses.bone_points(jnp.asarray(kp), 5))
+    clipped = np.clip(points, -1, 1)
+    uv = (clipped + 1) * (SIZE - 1) / 2
+    values = ndimage.map_coordinates(outside.astype(np.float64), [uv[:, 1], uv[:, 0]], order=1,
+                                     mode="nearest")
+    want = np.mean(values + np.linalg.norm(points - clipped, axis=-1))
+    got = float(losses.inside_loss(jnp.asarray(kp, jnp.float32), jnp.asarray(outside)))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    grad = np.asarray(jax.grad(losses.inside_loss)(jnp.asarray(kp, jnp.float32),
+                                                   jnp.zeros((SIZE, SIZE))))
+    assert grad[3, 0] > 0 and grad[3, 1] > 0   # moving the ankle back in lowers the loss
+
+
+def test_coverage_loss_matches_brute_force_and_its_gradient():
+    rng = np.random.default_rng(3)
+    kp = random_keypoints(rng)
+    mask = (rng.uniform(size=(SIZE, SIZE)) > 0.6).astype(np.float32)
+    weight = rng.uniform(1, 3, (SIZE, SIZE)).astype(np.float32)
+    radius = 0.05
+
+    def reference(k):
+        d = np.sqrt(bone_distance_sq_np(k, SIZE))
+        w = np.where(mask >= 0.5, weight, 0.0)
+        return np.sum(w * np.maximum(d - radius, 0)) / np.sum(w)
+
+    fn = lambda k: losses.coverage_loss(k, jnp.asarray(mask), jnp.asarray(weight), radius)
+    np.testing.assert_allclose(float(fn(jnp.asarray(kp, jnp.float32))), reference(kp), rtol=1e-4)
+    grad = np.asarray(jax.grad(fn)(jnp.asarray(kp, jnp.float32)))
+    eps = 1e-4
+    for joint, axis in ((3, 0), (13, 1), (10, 0)):
+        step = np.zeros_like(kp)
+        step[joint, axis] = eps
+        numeric = (reference(kp + step) - reference(kp - step)) / (2 * eps)
+        np.testing.assert_allclose(grad[joint, axis], numeric, rtol=2e-2, atol=2e-4)
+
+
+def test_proportion_loss_is_zero_at_the_template_and_scale_free():
+    template = jnp.asarray(skeleton.STANDING_TEMPLATE_MM, jnp.float32)
+    assert float(fused.proportion_loss(template)) < 1e-8
+    assert float(fused.proportion_loss(1.3 * template + 50.0)) < 1e-8
+    stretched = template.at[skeleton.JOINT_INDEX["l_wrist"]].multiply(2.0)
+    assert float(fused.proportion_loss(stretched)) > 1e-3
+
+
+def rig(rng, num_views):
+    """Cameras ~4 m around a person near (0, 0, 1000 mm), crops of SIZE around it."""
+    target = np.array([0.0, 0.0, 1000.0])
+    crops, ks, exts = [], [], []
+    for azimuth in rng.uniform(0, 2 * np.pi) + np.arange(num_views) * 2 * np.pi / num_views:
+        centre = np.array([4000 * np.cos(azimuth), 4000 * np.sin(azimuth), 1500.0])
+        ext = np.asarray(geometry.look_at_extrinsics(centre, target), np.float64)
+        k = np.array([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]])
+        uv = np.asarray(geometry.project(target[None], k, ext))[0]
+        crops.append(np.asarray(geometry.crop_affine(uv, 2300.0 * 1000 / 4000, SIZE)))
+        ks.append(k)
+        exts.append(ext)
+    joints = np.asarray(skeleton.STANDING_TEMPLATE_MM) + target + rng.normal(0, 40, (17, 3))
+    return (np.asarray(crops, np.float32), np.asarray(ks, np.float32),
+            np.asarray(exts, np.float32), joints.astype(np.float32))
+
+
+def test_fuse_views_recovers_the_pose_and_has_finite_gradients():
+    crop, k, ext, joints = rig(np.random.default_rng(4), 3)
+    targets = multiview.oracle_targets(joints, crop, k, ext, np.zeros((3, 5), np.float32), SIZE,
+                                       DEPTH_RANGE_MM)
+    valid = jnp.ones(3)
+    fusedpose = fused.fuse_views(targets, crop, k, ext, valid, SIZE)
+    np.testing.assert_allclose(np.asarray(fusedpose), joints, atol=0.5)
+    # A padded view (valid 0) with garbage changes nothing.
+    garbage = targets.at[2].set(jnp.nan)
+    again = fused.fuse_views(garbage, crop, k, ext, jnp.array([1.0, 1.0, 0.0]), SIZE)
+    two = fused.fuse_views(targets[:2], crop[:2], k[:2], ext[:2], jnp.ones(2), SIZE)
+    np.testing.assert_allclose(np.asarray(again), np.asarray(two), atol=1e-3)
+    grad = jax.grad(lambda t: jnp.sum(fused.fuse_views(t, crop, k, ext, valid, SIZE)))(targets)
+    assert np.isfinite(np.asarray(grad)).all()
+
+
+def fused_batch(rng, num_examples=2, num_views=3):
+    fields = {k: [] for k in ("crop", "intrinsics", "extrinsics", "joints_world")}
+    for _ in range(num_examples):
+        for key, value in zip(fields, rig(rng, num_views)):
+            fields[key].append(value)
+    batch = {key: np.asarray(v, np.float32) for key, v in fields.items()}
+    batch["distortion"] = np.zeros((num_examples, num_views, 5), np.float32)
+    shape = (num_examples, num_views, SIZE, SIZE)
+    batch["mask"] = (rng.uniform(size=shape) > 0.5).astype(np.float32)
+    batch["weight"] = rng.uniform(1, 3, shape).astype(np.float32)
+    batch["outside_distance"] = rng.uniform(0, 0.2, shape).astype(np.float32)
+    return batch
+
+
+def fused_config(**overrides):
+    config = copy.deepcopy(synthetic.get_config("fused").loss)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_fused_terms_depth_and_reprojection_vanish_at_the_truth():
+    batch = fused_batch(np.random.default_rng(5))
+    truth = jax.vmap(lambda j, c, k, e, d: multiview.oracle_targets(
+        j, c, k, e, d, SIZE, DEPTH_RANGE_MM))(batch["joints_world"], batch["crop"],
+                                              batch["intrinsics"], batch["extrinsics"],
+                                              batch["distortion"])
+    train_batch = {k: v for k, v in batch.items() if k != "joints_world"}
+    terms = fused.fused_terms(truth, train_batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
+                              capsule_width=1.2e-2)
+    assert float(terms["depth"]) < 1e-4 and float(terms["reproject"]) < 1e-4
+    assert float(terms["view_gap_mm"]) < 1.0
+    noisy = truth + 0.05
+    terms = fused.fused_terms(noisy, train_batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
+                              capsule_width=1.2e-2)
+    assert float(terms["reproject"]) > 1e-3
+    for name in fused.FUSED_TERMS:
+        assert np.isfinite(float(terms[name])), name
+
+
+def test_pose_terms_match_the_per_mask_losses():
+    rng = np.random.default_rng(6)
+    batch = fused_batch(rng, num_examples=1)
+    config = fused_config()
+    views = jax.tree.map(lambda a: a[0], fused.example_views(batch, config))
+    joints = jnp.asarray(batch["joints_world"][0])
+    out = fused.pose_mask_terms(joints, views, config, SIZE, capsule_width=1.2e-2)
+    kp = np.asarray(out["kp_VxJx2"])
+    inside = np.mean([float(losses.inside_loss(kp[v], views["outside_distance"][v]))
+                      for v in range(3)])
+    np.testing.assert_allclose(float(out["inside"]), inside, rtol=1e-5)
+    # The projected keypoints are the cameras' projection of the pose.
+    for v in range(3):
+        uv = geometry.project(joints, views["intrinsics"][v], views["extrinsics"][v])
+        want = multiview.normalized_from_full_px(uv, views["crop"][v], SIZE)
+        np.testing.assert_allclose(kp[v], np.asarray(want), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["capsules", "body"])
+def test_fused_terms_are_jittable_with_every_fixed_body(kind):
+    batch = fused_batch(np.random.default_rng(7))
+    keypoints = jnp.asarray(np.random.default_rng(8).normal(0, 0.3, (2, 3, 17, 3)), jnp.float32)
+    radii = skeleton.BODY_RADII_MM if kind == "body" else None
+    width = 1.2e-2 if kind == "capsules" else None
+    fn = jax.jit(lambda kp: fused.fused_terms(kp, batch, None, fused_config(), SIZE,
+                                              DEPTH_RANGE_MM, width, radii))
+    value, grad = jax.value_and_grad(lambda kp: sum(fn(kp)[t] for t in fused.FUSED_TERMS))(
+        keypoints)
+    assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
