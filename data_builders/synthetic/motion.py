@@ -85,6 +85,14 @@ _BVH_NAMINGS = {
         "LeftHip+RightHip RightHip RightKnee RightAnkle LeftHip LeftKnee LeftAnkle Chest Neck "
         "Head Head.end LeftShoulder LeftElbow LeftWrist RightShoulder RightElbow RightWrist"
     ).split()),
+    # Daz-friendly release (cgspeed, retargeted onto one generic figure, length unit 1 cm, so a
+    # caller rescales by 10 / _CMU_UNIT_MM). `head` has no End Site: the eyes' midpoint stands
+    # in for the head joint (8 cm above and 8 cm in front of `head`); spine is the midpoint of
+    # `abdomen` and `chest` (~24 cm above the hips, as in H36M).
+    "Daz": tuple(entry.split("+") for entry in (
+        "lThigh+rThigh rThigh rShin rFoot lThigh lShin lFoot abdomen+chest neck head "
+        "leftEye+rightEye lShldr lForeArm lHand rShldr rForeArm rHand"
+    ).split()),
 }
 _BVH_CHANNELS = frozenset(f"{a}{k}" for a in "XYZ" for k in ("position", "rotation"))
 
@@ -328,9 +336,36 @@ def read_deepmimic(path, urdf_path=None):
     return Motion(path.stem, "deepmimic", joints_TxJx3, fps)
 
 
+# Converted clips (`convert_mocap`)
+
+def read_npz(path):
+    """Reads a clip written by `convert_mocap`: `joints_world_TxJx3` (mm, world frame, Z up,
+    our 17 joints) and `fps`.
+
+    Returns:
+      Motion with source "npz", name = file stem, joints as float64.
+    Raises:
+      ValueError naming the file if it is malformed.
+    """
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            joints_TxJx3 = np.asarray(data["joints_world_TxJx3"], np.float64)
+            fps = float(data["fps"])
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"malformed npz clip {path}: {err}") from err
+    if (joints_TxJx3.ndim != 3 or joints_TxJx3.shape[1:] != (skeleton.NUM_JOINTS, 3)
+            or len(joints_TxJx3) < 1 or not fps > 0):
+        raise ValueError(f"malformed npz clip {path}: joints {joints_TxJx3.shape} (need "
+                         f"Tx{skeleton.NUM_JOINTS}x3), fps {fps}")
+    return Motion(path.stem, "npz", joints_TxJx3, fps)
+
+
 def load_motions(mocap_dir):
-    """Reads every clip under `mocap_dir` (recursively): `.bvh`, and `.txt`/`.json` DeepMimic
-    clips (JSON objects; other text files such as licences are skipped), sorted by path.
+    """Reads every clip under `mocap_dir` (recursively): `.bvh`, `.txt`/`.json` DeepMimic clips
+    (JSON objects; other text files such as licences are skipped) and `.npz` clips of
+    `convert_mocap`, sorted by path. JSON files in a folder of `.npz` clips are their indexes
+    (`clips.json`, `catalog.json`) and are skipped too.
 
     Args:
       mocap_dir: a folder.
@@ -344,14 +379,18 @@ def load_motions(mocap_dir):
     if not mocap_dir.is_dir():
         raise FileNotFoundError(f"motion-capture folder {mocap_dir} not found")
     motions = []
+    npz_folders = {p.parent for p in mocap_dir.rglob("*.npz") if p.is_file()}
     for path in sorted(p for p in mocap_dir.rglob("*") if p.is_file()):
         suffix = path.suffix.lower()
         if suffix == ".bvh":
             motions.append(read_bvh(path))
-        elif suffix in (".txt", ".json") and path.read_bytes()[:256].lstrip()[:1] == b"{":
+        elif suffix == ".npz":
+            motions.append(read_npz(path))
+        elif (suffix in (".txt", ".json") and path.parent not in npz_folders
+              and path.read_bytes()[:256].lstrip()[:1] == b"{"):
             motions.append(read_deepmimic(path))
     if not motions:
-        raise ValueError(f"no motion clips (.bvh, DeepMimic .txt/.json) in {mocap_dir}")
+        raise ValueError(f"no motion clips (.bvh, DeepMimic .txt/.json, .npz) in {mocap_dir}")
     names = [m.name for m in motions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -453,8 +492,12 @@ def retarget(joints_world_TxJx3, bone_lengths_J):
 # keeps spin/jump, kick and get-up from the front as their nearest relatives). At 30 Hz: 579 of
 # 2,428 frames (24%).
 TEST_CLIPS = ("131_02", "dance_a", "getup_faceup", "punch", "walk")
+# Whole training-like clips held out for choosing recipes (played by their own subjects).
+VAL_CLIPS = ("131_03", "kick")
 
 
 def split_of(motion_name):
-    """Returns "test" for a clip named in TEST_CLIPS, "train" for any other clip name."""
-    return "test" if motion_name in TEST_CLIPS else "train"
+    """Returns "test" for a clip of TEST_CLIPS, "val" for one of VAL_CLIPS, else "train"."""
+    if motion_name in TEST_CLIPS:
+        return "test"
+    return "val" if motion_name in VAL_CLIPS else "train"
