@@ -5,8 +5,8 @@
 
 Analysis by synthesis: for each of `--examples` evenly spaced examples of a split, the 17 world
 joints are optimized (Adam, jit + vmap over examples) against that example's masks and cameras
-with the config's loss (`fused.pose_mask_terms`, weighted by the stage `--stage`, default the
-last), from
+with the config's loss (`fused.pose_mask_terms`), following its stages' weights and body widths
+in turn (`--stage=all`, the steps shared like the stages') or one stage's (`--stage=INDEX`), from
 
     noiseS      the truth plus a random offset per joint of RMS length S mm;
     template    `skeleton.STANDING_TEMPLATE_MM` centred on the point triangulated from the masks'
@@ -46,7 +46,8 @@ _SPLIT = flags.DEFINE_string("split", None, "Split to read (default: config.data
 _STARTS = flags.DEFINE_list("starts", ["noise50", "noise100", "noise200", "template"],
                             "Starts: noiseS (truth + S mm RMS) and/or template.")
 _RESTARTS = flags.DEFINE_integer("restarts", 4, "Yaws of the template start.")
-_STAGE = flags.DEFINE_integer("stage", -1, "Index of the stage whose loss weights are used.")
+_STAGE = flags.DEFINE_string("stage", "all", "Index of the stage whose loss weights are used, or "
+                             "'all': every stage in turn, steps shared as the stages' steps.")
 
 
 def template_starts(views, restarts):
@@ -85,12 +86,13 @@ def scores(fits_BxJx3, truth_BxJx3):
     return {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "mpjpe_flip": mpjpe_f, "p_mpjpe_flip": p_mpjpe_f}
 
 
-def run(config, *, split, examples, steps, lr, starts, restarts=4, stage=-1, echo=print):
+def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", echo=print):
     """Fits every start of `starts` (see the module docstring); returns {start: row}.
 
     A row holds mpjpe, p_mpjpe, mpjpe_flip, p_mpjpe_flip (mm), below (share of examples whose fit
-    has a lower loss than the truth), start (MPJPE of the starts, mm), loss (mean final loss) and
-    fits_BxJx3 (world joints, mm).
+    has a lower loss than the truth), start and start_p_mpjpe (MPJPE and P-MPJPE of the starts,
+    mm), loss and start_loss (mean loss of the fits and of their starts, the last stage's weights)
+    and fits_BxJx3 (world joints, mm); rows["truth_BxJx3"] holds the truth.
     """
     if examples < 1 or steps < 1 or restarts < 1:
         raise ValueError("examples, steps and restarts must be >= 1")
@@ -111,42 +113,53 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage=-1, ech
         loss_config = config.loss.copy_and_resolve_references()
         loss_config.use_phys = False
         echo("physique.kind = 'network': the physique term is left out (nothing to fit it with)")
-    weights = config.stages[stage].loss_weights.to_dict()
-    names = [t for t in fused.POSE_TERMS if weights.get(t, 0.0)]
+    # The stages followed: one (its weights for every step), or all, steps shared in proportion.
+    stages = list(config.stages) if stage == "all" else [config.stages[int(stage)]]
+    shares = np.array([float(s.steps) for s in stages])
+    ends = np.round(np.cumsum(shares) / shares.sum() * int(steps)).astype(int)
+    stage_of_step = np.searchsorted(ends, np.arange(int(steps)), side="right")
+    names = sorted({t for s in stages for t, w in s.loss_weights.items()
+                    if w and t in fused.POSE_TERMS}, key=fused.POSE_TERMS.index)
+    weights_SxT = jnp.asarray([[float(s.loss_weights.get(t, 0.0)) for t in names]
+                               for s in stages], jnp.float32)
+    scales_S = jnp.asarray([float(s.get("body_scale", 1.0)) for s in stages], jnp.float32)
     views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS}, loss_config)
     truth_BxJx3 = jnp.asarray(batch["joints_world"], jnp.float32)
 
-    def total(joints_Jx3, example):
+    def total(joints_Jx3, example, index=len(stages) - 1):
         terms = fused.pose_mask_terms(joints_Jx3, example, loss_config, size, None,
-                                      capsule_width, body_radii)
-        return sum(weights[t] * terms[t] for t in names), terms
+                                      capsule_width, body_radii, scales_S[index])
+        return sum(weights_SxT[index, k] * terms[t] for k, t in enumerate(names)), terms
 
     optimizer = optax.adam(float(lr))
 
     @jax.jit
     def fit(start_BxJx3):
         def one(start_Jx3, example):
-            def step(carry, _):
+            def step(carry, index):
                 joints, opt_state = carry
-                grad = jax.grad(lambda j: total(j, example)[0])(joints)
+                grad = jax.grad(lambda j: total(j, example, index)[0])(joints)
                 updates, opt_state = optimizer.update(grad, opt_state)
                 return (optax.apply_updates(joints, updates), opt_state), None
-            (joints, _), _ = jax.lax.scan(step, (start_Jx3, optimizer.init(start_Jx3)), None,
-                                          length=int(steps))
+            (joints, _), _ = jax.lax.scan(step, (start_Jx3, optimizer.init(start_Jx3)),
+                                          jnp.asarray(stage_of_step, jnp.int32))
             return joints, total(joints, example)[0]
         return jax.vmap(one)(start_BxJx3, views)
 
-    truth_loss_B, truth_terms = jax.jit(jax.vmap(total))(truth_BxJx3, views)
+    total_at = jax.jit(jax.vmap(total))
+    truth_loss_B, truth_terms = total_at(truth_BxJx3, views)
     echo(f"{count} examples of {config.data.name}/{split}, {size}px, "
-         f"{int(batch['mask'].shape[1])} views; loss = "
-         + " + ".join(f"{weights[t]:g} {t}" for t in names)
-         + f"; Adam lr {lr:g} mm, {steps} steps")
+         f"{int(batch['mask'].shape[1])} views; Adam lr {lr:g} mm, {steps} steps; stages: "
+         + "; ".join(f"{s.name} (body x{float(s.get('body_scale', 1.0)):g}): "
+                     + " + ".join(f"{float(s.loss_weights[t]):g} {t}" for t in names
+                                  if float(s.loss_weights.get(t, 0.0)))
+                     for s in stages))
     echo("at the truth: " + ", ".join(f"{t} {float(jnp.mean(truth_terms[t])):.4f}"
                                       for t in names)
          + f", skel IoU {float(jnp.mean(truth_terms['skel_iou'])):.3f}")
     echo("| start | MPJPE | P-MPJPE | MPJPE, global flip | P-MPJPE, global flip "
-         "| loss below truth | start MPJPE |")
-    echo("|---|---:|---:|---:|---:|---:|---:|")
+         "| loss below truth | start MPJPE | start P-MPJPE |")
+    echo("|---|---:|---:|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(int(config.seed))
     rows = {}
     for start in starts:
@@ -166,11 +179,14 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage=-1, ech
         row = scores(fits, truth_BxJx3)
         row["below"] = float(jnp.mean(loss < truth_loss_B))
         row["start"] = float(jnp.mean(metrics.mpjpe(start_BxJx3, truth_BxJx3)))
+        row["start_p_mpjpe"] = float(jnp.mean(metrics.p_mpjpe(start_BxJx3, truth_BxJx3)))
         row["loss"] = float(jnp.mean(loss))
+        row["start_loss"] = float(jnp.mean(total_at(start_BxJx3, views)[0]))
         row["fits_BxJx3"] = np.asarray(fits)
         rows[start] = row
         echo(f"| {start} | {row['mpjpe']:.1f} | {row['p_mpjpe']:.1f} | {row['mpjpe_flip']:.1f} "
-             f"| {row['p_mpjpe_flip']:.1f} | {row['below']:.2f} | {row['start']:.1f} |")
+             f"| {row['p_mpjpe_flip']:.1f} | {row['below']:.2f} | {row['start']:.1f} "
+             f"| {row['start_p_mpjpe']:.1f} |")
     rows["truth_BxJx3"] = np.asarray(truth_BxJx3)
     return rows
 

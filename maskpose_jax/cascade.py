@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import optax
 
 MODULES = ("detector", "physique")
-LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle", "inside", "cover", "proportion", "depth",
-              "reproject")
+LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle", "inside", "cover", "proportion", "bend", "stance",
+              "depth", "reproject")
 
 
 def validate_stages(stages: Sequence[Any]) -> None:
@@ -36,6 +36,8 @@ def validate_stages(stages: Sequence[Any]) -> None:
                              f"terms: {LOSS_TERMS}")
         if float(stage.learning_rate) <= 0:
             raise ValueError(f"{where}.learning_rate must be positive")
+        if float(stage.get("body_scale", 1.0)) <= 0:
+            raise ValueError(f"{where}.body_scale must be positive")
 
 
 def stage_starts(stages: Sequence[Any]) -> tuple[int, ...]:
@@ -67,6 +69,14 @@ def loss_weights(step, stages: Sequence[Any]) -> dict[str, jax.Array]:
     return {term: jnp.asarray([float(s.loss_weights.get(term, 0.0)) for s in stages],
                               jnp.float32)[index]
             for term in LOSS_TERMS}
+
+
+def body_scale(step, stages: Sequence[Any]) -> jax.Array:
+    """The width factor of the drawn body at `step`: its stage's `body_scale` (1 where unset).
+
+    Coarse to fine: a stage with body_scale > 1 draws the Physique Mask that much wider."""
+    index = stage_index(step, stages)
+    return jnp.asarray([float(s.get("body_scale", 1.0)) for s in stages], jnp.float32)[index]
 
 
 def module_active(step, stages: Sequence[Any], module: str) -> jax.Array:

@@ -27,7 +27,7 @@ from maskpose_jax import render
 from maskpose_jax import skeleton
 
 # Terms of `pose_mask_terms` (per example) and the extra ones of `fused_terms`.
-POSE_TERMS = ("skel", "phys", "inside", "cover", "sym", "proportion")
+POSE_TERMS = ("skel", "phys", "inside", "cover", "sym", "proportion", "bend", "stance")
 FUSED_TERMS = POSE_TERMS + ("depth", "reproject")
 
 
@@ -51,6 +51,52 @@ def proportion_loss(joints_Jx3_mm):
                                 axis=-1) + 1e-6)
     share_L = length_L / jnp.sum(length_L)
     return jnp.mean(jnp.log(share_L / share_template_L + 1e-6) ** 2)
+
+
+def bend_loss(joints_Jx3_mm):
+    """L_bend: knees bend one way only, an anatomy prior (not a label).
+
+    With the left axis l = l_hip - r_hip, a knee flexes so that (thigh x shin) . l >= 0 (the shin
+    swings back); per knee the loss is max(0, -(unit thigh x unit shin) . unit l)^2. Elbows are left
+    out: their hinge axis turns with the upper arm, not with the body.
+
+    Args:
+        joints_Jx3_mm: one pose, any rigid frame, mm.
+
+    Returns:
+        Scalar, mean over the two knees (0 for any pose whose knees bend forward or not at all).
+    """
+    j = skeleton.JOINT_INDEX
+
+    def unit(v):
+        return v / jnp.sqrt(jnp.sum(v ** 2, axis=-1, keepdims=True) + 1e-6)
+
+    left_3 = unit(joints_Jx3_mm[j["l_hip"]] - joints_Jx3_mm[j["r_hip"]])
+    legs = np.array([[j["r_hip"], j["r_knee"], j["r_ankle"]], [j["l_hip"], j["l_knee"], j["l_ankle"]]])
+    thigh_2x3 = unit(joints_Jx3_mm[legs[:, 1]] - joints_Jx3_mm[legs[:, 0]])
+    shin_2x3 = unit(joints_Jx3_mm[legs[:, 2]] - joints_Jx3_mm[legs[:, 1]])
+    return jnp.mean(jnp.maximum(-jnp.cross(thigh_2x3, shin_2x3) @ left_3, 0.0) ** 2)
+
+
+def stance_loss(joints_Jx3_mm):
+    """L_stance: a weak prior toward a generic standing pose, whatever the pose's orientation.
+
+    `skeleton.STANDING_TEMPLATE_MM`, scaled to the pose's size and rotated onto it (Kabsch about
+    the pelvis; no gradient through the fit), is compared joint by joint: mean squared distance
+    in m^2. A prior of a mean pose, not a label: it holds joints that the masks leave undecided
+    near where people usually have them.
+
+    Args:
+        joints_Jx3_mm: one pose, any rigid frame, mm.
+
+    Returns:
+        Scalar, m^2.
+    """
+    template_Jx3 = jnp.asarray(skeleton.STANDING_TEMPLATE_MM, jnp.float32)
+    rel_Jx3 = joints_Jx3_mm - joints_Jx3_mm[skeleton.PELVIS]
+    target_Jx3 = jax.lax.stop_gradient(
+        geometry.align_similarity(template_Jx3, rel_Jx3, scale=True))
+    return jnp.mean(jnp.sum((rel_Jx3 - target_Jx3) ** 2, axis=-1)) * 1e-6
 
 
 def project_pose(joints_world_Jx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, distortion_Vx5,
@@ -84,7 +130,7 @@ def body_points(joints_world_Jx3):
     return jnp.concatenate([joints_world_Jx3, hands_2x3, toes_2x3])
 
 
-def _body_masks(joints_world_Jx3, views, size, radii_mm):
+def _body_masks(joints_world_Jx3, views, size, radii_mm, body_scale=1.0):
     """The generic body (`body_points`, bone radii in mm) drawn in every view at its scale there.
 
     A soft capsule exp(-d^2 / s) is 0.5 at d = sqrt(s ln 2), so a bone of radius r mm drawn in a
@@ -103,7 +149,7 @@ def _body_masks(joints_world_Jx3, views, size, radii_mm):
         scale = jnp.sqrt(jnp.abs(crop_2x3[0, 0] * crop_2x3[1, 1] - crop_2x3[0, 1] * crop_2x3[1, 0]))
         focal = jnp.sqrt(jnp.abs(intrinsics_3x3[0, 0] * intrinsics_3x3[1, 1]))
         per_mm = 2.0 * scale * focal / ((size - 1) * depth)
-        width = (per_mm * reference) ** 2 / np.log(2.0)
+        width = (per_mm * reference * body_scale) ** 2 / np.log(2.0)
         return render.skeleton_mask(kp_Px2, size, width, skeleton.BODY_BONES, scales)
 
     return jax.vmap(one)(kp_VxPx2, views["crop"], views["intrinsics"], views["extrinsics"])
@@ -114,7 +160,7 @@ def _masked_mean(values_V, valid_V):
 
 
 def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_apply=None,
-                    capsule_width=None, body_radii_mm=None):
+                    capsule_width=None, body_radii_mm=None, body_scale=1.0):
     """The unsupervised terms of one world pose seen by V calibrated views (forward model + loss).
 
     The pose is projected into every view's crop; per view, with the switches of `loss_config`:
@@ -128,11 +174,12 @@ def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_a
         views: dict of one example's per-view arrays: mask, weight (background pixels already
           scaled), outside_distance VxNxN, crop, intrinsics, extrinsics, distortion, valid [V].
         loss_config: `config.loss` (body_width, clip_threshold, cover_radius, use_skel,
-          use_phys, use_inside, use_cover, use_sym, use_proportion).
+          use_phys, use_inside, use_cover, use_sym, use_proportion, use_bend, use_stance).
         image_size: crop side N (static int).
         physique_apply: VxNxN Skeleton Masks -> Physique Masks, or None.
         capsule_width: squared width of the capsule body (used when not None).
         body_radii_mm: per-bone radii of a body drawn at its size in mm (used when not None).
+        body_scale: width factor of the capsule or mm body (a traced scalar is fine).
 
     Returns:
         dict: every term of POSE_TERMS (0 when switched off), the projected keypoints "kp_VxJx2"
@@ -157,10 +204,10 @@ def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_a
                 skel_VxNxN, mask_VxNxN, weight_VxNxN), valid_V)
     if loss_config.use_phys:
         if body_radii_mm is not None:
-            phys_VxNxN = _body_masks(joints_world_Jx3, views, size, body_radii_mm)
+            phys_VxNxN = _body_masks(joints_world_Jx3, views, size, body_radii_mm, body_scale)
         elif capsule_width is not None:
-            phys_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, float(capsule_width)))(
-                kp_VxJx2)
+            width = float(capsule_width) * body_scale ** 2
+            phys_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, width))(kp_VxJx2)
         else:
             phys_VxNxN = physique_apply(skel_VxNxN)
         out["phys"] = _masked_mean(jax.vmap(losses.physique_loss)(
@@ -177,6 +224,10 @@ def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_a
         out["sym"] = losses.symmetry_loss(joints_world_Jx3)
     if loss_config.use_proportion:
         out["proportion"] = proportion_loss(joints_world_Jx3)
+    if loss_config.use_bend:
+        out["bend"] = bend_loss(joints_world_Jx3)
+    if loss_config.use_stance:
+        out["stance"] = stance_loss(joints_world_Jx3)
     return out
 
 
@@ -225,7 +276,7 @@ def example_views(batch, loss_config):
 
 
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
-                depth_range_mm, capsule_width=None, body_radii_mm=None):
+                depth_range_mm, capsule_width=None, body_radii_mm=None, body_scale=1.0):
     """The unsupervised training terms of a batch through one fused pose per example.
 
     Per example: the views' 2D are fused (`fuse_views`), `pose_mask_terms` scores the fused pose
@@ -242,6 +293,7 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         depth_range_mm: the detector's depth span, mm.
         capsule_width: the capsule body's squared width, or None.
         body_radii_mm: the generic body's bone radii, mm, or None (`pose_mask_terms`).
+        body_scale: width factor of the fixed body (coarse to fine).
 
     Returns:
         dict of batch means: FUSED_TERMS and the diagnostics "skel_iou" and "view_gap_mm" (mean
@@ -259,7 +311,7 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         joints_world_Jx3 = fuse_views(keypoints_VxJx3, example["crop"], example["intrinsics"],
                                       example["extrinsics"], valid_V, size)
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
-                              capsule_width, body_radii_mm)
+                              capsule_width, body_radii_mm, body_scale)
         target = jax.lax.stop_gradient(joints_world_Jx3)
         z_VxJ = relative_depths(target, example["extrinsics"], depth_range_mm)
         out["depth"] = _masked_mean(jnp.mean(jnp.abs(keypoints_VxJx3[..., 2] - z_VxJ), -1),

@@ -152,7 +152,8 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
             if fusion:
                 terms = fused.fused_terms(keypoints, batch, physique_apply, loss_config,
                                           image_size, depth_range, capsule_width=capsule_width,
-                                          body_radii_mm=body_radii)
+                                          body_radii_mm=body_radii,
+                                          body_scale=cascade.body_scale(state.step, stages))
             else:
                 terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config,
                                           image_size, depth_range, capsule_width=capsule_width)

@@ -218,3 +218,52 @@ def test_fused_terms_are_jittable_with_every_fixed_body(kind):
     value, grad = jax.value_and_grad(lambda kp: sum(fn(kp)[t] for t in fused.FUSED_TERMS))(
         keypoints)
     assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
+
+
+def random_rotation(rng):
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_bend_loss_charges_only_knees_bent_forward_in_any_frame():
+    rng = np.random.default_rng(9)
+    template = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float64)
+    j = skeleton.JOINT_INDEX
+    back, forward = template.copy(), template.copy()
+    back[j["r_ankle"]] += (-250.0, 0.0, 100.0)     # the shin swings back: a real knee
+    forward[j["r_ankle"]] += (250.0, 0.0, 100.0)   # the shin swings forward: impossible
+    rot = random_rotation(rng)
+    for pose, bad in ((template, False), (back, False), (forward, True)):
+        for frame in (np.eye(3), rot):
+            value = float(fused.bend_loss(jnp.asarray(pose @ frame.T + 500.0, jnp.float32)))
+            assert (value > 0.01) if bad else (value < 1e-6)
+
+
+def test_stance_loss_is_zero_for_the_template_in_any_pose_of_the_body():
+    rng = np.random.default_rng(10)
+    template = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float64)
+    moved = 1.1 * template @ random_rotation(rng).T + rng.normal(0, 1000, 3)
+    assert float(fused.stance_loss(jnp.asarray(moved, jnp.float32))) < 1e-8
+    raised = template.copy()
+    raised[skeleton.JOINT_INDEX["l_wrist"]] = (0.0, 190.0, 900.0)  # an arm up
+    value = float(fused.stance_loss(jnp.asarray(raised, jnp.float32)))
+    # Against a NumPy least-squares similarity fit of the template.
+    rel = raised - raised[skeleton.PELVIS]
+    mu_t, mu_r = template.mean(0), rel.mean(0)
+    u, sig, vt = np.linalg.svd((rel - mu_r).T @ (template - mu_t))
+    d = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / np.sum((template - mu_t) ** 2)
+    aligned = scale * (template - mu_t) @ rot.T + mu_r
+    np.testing.assert_allclose(value, np.mean(np.sum((rel - aligned) ** 2, -1)) * 1e-6,
+                               rtol=1e-4)
+
+
+def test_body_scale_widens_the_drawn_body():
+    batch = fused_batch(np.random.default_rng(11), num_examples=1)
+    config = fused_config()
+    views = jax.tree.map(lambda a: a[0], fused.example_views(batch, config))
+    joints = jnp.asarray(batch["joints_world"][0])
+    thin = fused._body_masks(joints, views, SIZE, skeleton.BODY_RADII_MM)
+    wide = fused._body_masks(joints, views, SIZE, skeleton.BODY_RADII_MM, 1.5)
+    assert float(jnp.mean(wide > 0.5)) > 1.3 * float(jnp.mean(thin > 0.5))

@@ -491,13 +491,73 @@ def retarget(joints_world_TxJx3, bone_lengths_J):
 # (131_02; 131_01 walks in train), DeepMimic walk, dance, punch and get-up from the back (train
 # keeps spin/jump, kick and get-up from the front as their nearest relatives). At 30 Hz: 579 of
 # 2,428 frames (24%).
-TEST_CLIPS = ("131_02", "dance_a", "getup_faceup", "punch", "walk")
-# Whole training-like clips held out for choosing recipes (played by their own subjects).
-VAL_CLIPS = ("131_03", "kick")
+# Splits (Human3.6M's logic: test = unseen takes of the kinds of motion trained on, played by
+# unseen subjects; motion kinds never trained on form a second, separate test split).
+# Category of every bundled clip that is not in a `clips.json` index (converted clips carry theirs).
+BUNDLED_CATEGORIES = {
+    "01_01": "jump", "131_01": "walk", "131_02": "walk", "131_03": "jump",
+    "backflip": "acrobatics", "cartwheel": "acrobatics", "crawl": "crawl", "dance_a": "dance",
+    "getup_facedown": "getup", "getup_faceup": "getup", "jump": "jump", "kick": "martial",
+    "punch": "martial", "roll": "acrobatics", "run": "run", "spin": "martial", "walk": "walk",
+}
+# Categories absent from train, val and test: the `test_unseen` split.
+UNSEEN_CATEGORIES = ("acrobatics", "crawl", "fall")
+# Shares of each seen category's frames that go to test and val (whole clips).
+TEST_SHARE, VAL_SHARE = 0.15, 0.1
+SPLITS = ("train", "val", "test", "test_unseen")
 
 
-def split_of(motion_name):
-    """Returns "test" for a clip of TEST_CLIPS, "val" for one of VAL_CLIPS, else "train"."""
-    if motion_name in TEST_CLIPS:
-        return "test"
-    return "val" if motion_name in VAL_CLIPS else "train"
+def clip_categories(mocap_dir):
+    """{clip name: category} from every `clips.json` under `mocap_dir` and BUNDLED_CATEGORIES."""
+    categories = dict(BUNDLED_CATEGORIES)
+    for index in sorted(pathlib.Path(mocap_dir).rglob("clips.json")):
+        try:
+            entries = json.loads(index.read_text())
+            categories.update({name: str(e["category"]) for name, e in entries.items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{index}: not a clip index ({{name: {{category: ...}}}}): {err}")
+    return categories
+
+
+def assign_splits(frames_by_clip, categories):
+    """Whole clips to splits: {clip name: split}.
+
+    Clips of UNSEEN_CATEGORIES go to test_unseen. In every other category (a clip without one is
+    "misc"), clips are taken largest first (ties by name): the first stays in train, and each next
+    one goes to test while test holds less than TEST_SHARE of the category's frames, else to val
+    while val holds less than VAL_SHARE, else to train. Deterministic, and a category of one clip
+    trains.
+
+    Args:
+        frames_by_clip: {clip name: number of frames}.
+        categories: {clip name: category}.
+    """
+    split_of = {}
+    by_category = {}
+    for name, frames in frames_by_clip.items():
+        category = categories.get(name, "misc")
+        if category in UNSEEN_CATEGORIES:
+            split_of[name] = "test_unseen"
+        else:
+            by_category.setdefault(category, []).append((-int(frames), name))
+    for clips in by_category.values():
+        clips.sort()
+        total = -sum(f for f, _ in clips)
+        held = {"test": 0, "val": 0}
+        for k, (neg_frames, name) in enumerate(clips):
+            split = "train"
+            if k > 0 and held["test"] < TEST_SHARE * total:
+                split = "test"
+            elif k > 0 and held["val"] < VAL_SHARE * total:
+                split = "val"
+            held[split] = held.get(split, 0) - neg_frames
+            split_of[name] = split
+    return split_of
+
+
+def mirror(motion):
+    """The clip mirrored left to right (world Y -> -Y) with left and right labels swapped, so a
+    left limb stays a left limb: a new, anatomically valid clip named `<name>_mirror`."""
+    joints_TxJx3 = motion.joints_world_TxJx3 * np.array([1.0, -1.0, 1.0])
+    return motion._replace(name=motion.name + "_mirror",
+                           joints_world_TxJx3=joints_TxJx3[:, skeleton.FLIP_PERMUTATION])

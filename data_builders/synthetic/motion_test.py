@@ -39,12 +39,15 @@ def bone_lengths(joints_TxJx3):
 
 
 def test_loads_every_clip_sorted(motions):
-    assert list(motions) == list(CMU_CLIPS + DEEPMIMIC_CLIPS)
+    converted = json.loads((MOCAP_DIR / "cmu_npz" / "clips.json").read_text())
+    # Sorted by path: cmu/*.bvh, cmu_npz/*.npz, deepmimic/*.txt.
+    assert list(motions) == list(CMU_CLIPS) + sorted(converted) + list(DEEPMIMIC_CLIPS)
     for m in motions.values():
         assert m.joints_world_TxJx3.shape[1:] == (skeleton.NUM_JOINTS, 3)
         assert m.joints_world_TxJx3.dtype == np.float64
         assert np.all(np.isfinite(m.joints_world_TxJx3))
-        assert m.source == ("cmu" if m.name in CMU_CLIPS else "deepmimic")
+        assert m.source == ("cmu" if m.name in CMU_CLIPS else
+                            "deepmimic" if m.name in DEEPMIMIC_CLIPS else "npz")
     assert motions["01_01"].joints_world_TxJx3.shape[0] == 2751  # T-pose frame dropped.
     assert motions["131_01"].joints_world_TxJx3.shape[0] == 994
     assert {motions[n].fps for n in CMU_CLIPS} == {120.0}
@@ -57,7 +60,8 @@ def test_bone_lengths_constant_within_each_clip(motions):
         lengths = bone_lengths(m.joints_world_TxJx3)
         rel_std = lengths.std(axis=0) / lengths.mean(axis=0)
         assert rel_std[rigid].max() < 0.01, m.name
-        assert rel_std.max() < (0.06 if m.source == "cmu" else 0.01), m.name
+        # Converted CMU clips (npz) have CMU's flexible spine and collar links too.
+        assert rel_std.max() < (0.06 if m.source in ("cmu", "npz") else 0.01), m.name
 
 
 def test_standing_head_height(motions):
@@ -232,19 +236,48 @@ def test_retarget_lengths_directions_and_placement(motions_30):
         assert 1550.0 < np.median(y[:, J["head"], 2]) < 1800.0
 
 
-def test_split_is_whole_clips_and_deterministic(motions_30):
-    assert set(motion.TEST_CLIPS) <= set(motions_30)
-    assert {"131_01", "131_02"} & set(motion.TEST_CLIPS)  # CMU walking.
-    assert any(motions_30[n].source == "deepmimic" for n in motion.TEST_CLIPS)
-    splits = {name: motion.split_of(name) for name in motions_30}
-    assert set(splits.values()) == {"train", "test"}
-    assert motion.split_of("some_new_clip") == "train"
-    frames = {s: sum(len(motions_30[n].joints_world_TxJx3) for n in motions_30 if splits[n] == s)
-              for s in ("train", "test")}
-    assert 0.2 <= frames["test"] / (frames["train"] + frames["test"]) <= 0.3
-    again = motion.load_motions(MOCAP_DIR)
-    assert [m.name for m in again] == list(motions_30)
-    assert [motion.split_of(m.name) for m in again] == [splits[n] for n in motions_30]
+def test_splits_are_whole_clips_by_category_and_deterministic(motions_30):
+    categories = motion.clip_categories(MOCAP_DIR)
+    assert set(motions_30) <= set(categories)  # every bundled clip has a category
+    frames = {n: len(m.joints_world_TxJx3) for n, m in motions_30.items()}
+    split_of = motion.assign_splits(frames, categories)
+    assert set(split_of) == set(frames) and set(split_of.values()) == set(motion.SPLITS)
+    by_split = {s: {n for n in frames if split_of[n] == s} for s in motion.SPLITS}
+    seen = {categories[n] for n in by_split["train"]}
+    # test_unseen holds exactly the unseen categories; test and val only categories of train.
+    assert {categories[n] for n in by_split["test_unseen"]} == set(motion.UNSEEN_CATEGORIES)
+    assert not seen & set(motion.UNSEEN_CATEGORIES)
+    assert {categories[n] for n in by_split["test"] | by_split["val"]} <= seen
+    total = sum(frames.values())
+    train_frames = sum(frames[n] for n in by_split["train"])
+    assert train_frames >= 20_000  # issue: at least 20,000 distinct training frames at 30 Hz
+    for split, share in (("test", motion.TEST_SHARE), ("val", motion.VAL_SHARE)):
+        held = sum(frames[n] for n in by_split[split]) / total
+        assert 0.5 * share < held < 1.5 * share, split
+    assert motion.assign_splits(dict(reversed(list(frames.items()))), categories) == split_of
+    # A clip of its own category trains; an unknown one is "misc".
+    assert motion.assign_splits({"lonely": 10}, {}) == {"lonely": "train"}
+
+
+def test_mirror_swaps_labels_and_keeps_bone_lengths(motions_30):
+    clip = motions_30["131_01"]
+    mirrored = motion.mirror(clip)
+    assert mirrored.name == "131_01_mirror"
+    x, y = clip.joints_world_TxJx3, mirrored.joints_world_TxJx3
+    flipped = skeleton.FLIP_PERMUTATION
+    np.testing.assert_allclose(y[:, flipped] * [1, -1, 1], x)
+    np.testing.assert_allclose(bone_lengths(y)[:, [J[n] - 1 for n in ("l_knee", "l_ankle")]],
+                               bone_lengths(x)[:, [J[n] - 1 for n in ("r_knee", "r_ankle")]])
+    # Still the same kind of person (a mirror image without the swap is not): the left hip lies
+    # on the same side of (knees' forward bend) x (up) in both.
+    def handedness(joints):
+        left = joints[:, J["l_hip"]] - joints[:, J["r_hip"]]
+        up = joints[:, J["thorax"]] - joints[:, J["pelvis"]]
+        forward = sum(joints[:, J[k]] - 0.5 * (joints[:, J[h]] + joints[:, J[a]])
+                      for h, k, a in (("r_hip", "r_knee", "r_ankle"), ("l_hip", "l_knee", "l_ankle")))
+        return np.sign(np.median(np.einsum("ti,ti->t", np.cross(forward, up), left)))
+    assert handedness(x) == handedness(y) != 0
+    assert handedness(x * [1, -1, 1]) == -handedness(x)
 
 
 def test_missing_and_empty_folders(tmp_path):

@@ -28,12 +28,20 @@ def built(tmp_path_factory):
 
 
 def test_splits_are_whole_clips(built):
-    assert built.info.splits["train"].num_examples == 12  # 48 frames at 120 Hz -> 30 Hz
+    # Both dummy clips are walks: the larger trains, the other is the test take. Train also has
+    # every frame mirrored: 48 frames at 120 Hz -> 12 at 30 Hz, twice.
+    assert built.info.splits["train"].num_examples == 24
     assert built.info.splits["test"].num_examples == 10
-    actions = {split: {input_pipeline.decode_example(r)["action"]
-                       for r in data_builders.data_source(built, split)}
-               for split in ("train", "test")}
-    assert actions == {"train": {"131_01"}, "test": {"walk"}}
+    examples = {split: [input_pipeline.decode_example(r)
+                        for r in data_builders.data_source(built, split)]
+                for split in ("train", "test")}
+    assert {e["action"] for e in examples["train"] + examples["test"]} == {"walk"}
+    subjects = {split: {e["subject"] for e in v} for split, v in examples.items()}
+    assert subjects["train"] <= {f"P{k}" for k in synthetic.SPLIT_SUBJECTS["train"]}
+    assert subjects["test"] <= {f"P{k}" for k in synthetic.SPLIT_SUBJECTS["test"]}
+    # Each frame and its mirror image are both there, with mirrored poses.
+    frames = sorted(int(e["frame"]) for e in examples["train"])
+    assert frames == sorted(list(range(12)) * 2)
 
 
 def test_fields_round_trip(built):

@@ -15,11 +15,15 @@ VARIANTS = ("default", "no_physique", "no_geodesic", "no_cascade", "batchnorm", 
             "capsules", "fused", "oracle")
 
 
-def stage(name, steps, trainable, learning_rate, **loss_weights):
-    """One cascade stage: `steps` steps training the `trainable` modules with these weights."""
+def stage(name, steps, trainable, learning_rate, body_scale=1.0, **loss_weights):
+    """One cascade stage: `steps` steps training the `trainable` modules with these weights.
+
+    body_scale widens the drawn Physique Mask of a fixed body (capsules, body) by that factor:
+    > 1 for a coarse stage before the fine one.
+    """
     return ml_collections.ConfigDict(dict(
         name=name, steps=steps, trainable=tuple(trainable), learning_rate=learning_rate,
-        loss_weights=ml_collections.ConfigDict(loss_weights)))
+        body_scale=float(body_scale), loss_weights=ml_collections.ConfigDict(loss_weights)))
 
 
 def mix_source(name, weight, *, data_dir="", options=None, train_split="train", views=()):
@@ -121,6 +125,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.loss.use_cover = False         # foreground pixels pay their distance to the nearest bone
     c.loss.cover_radius = 0.05       # ... beyond this body radius, normalized crop units
     c.loss.use_proportion = False    # anatomy prior: limb proportions of a generic adult
+    c.loss.use_bend = False          # anatomy prior: knees bend one way (fused path)
+    c.loss.use_stance = False        # pose prior: a weak pull toward a generic standing pose
 
     # Cascade (DESIGN §9): ordered stages; weights of terms not named are 0.
     c.stages = [
@@ -185,8 +191,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.physique.kind = "body"
         c.loss.background_scale = 0.05
         c.model.template = "standing"
-        c.stages = [stage("fused", 5000, ("detector",), 1e-4, phys=1.0, inside=1.0, sym=10.0,
-                          proportion=1.0, depth=1.0, reproject=1.0)]
+        c.loss.use_bend = True
+        c.loss.use_stance = True
+        weights = dict(phys=1.0, inside=1.0, sym=10.0, proportion=1.0, bend=1.0, stance=1.0,
+                       depth=1.0, reproject=1.0)
+        c.stages = [stage("fused", 5000, ("detector",), 3e-4, **weights)]
     elif variant == "oracle":
         c.loss.supervision = "oracle"
         total = sum(s.steps for s in c.stages)
