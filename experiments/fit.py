@@ -1,6 +1,6 @@
 """The loss-landscape harness: fit one 3D pose per example to its masks, no network.
 
-    python -m experiments.fit --config=synthetic.py:fused [--examples=64] [--steps=300]
+    python -m experiments.fit --config=synthetic.py [--examples=64] [--steps=300]
         [--split=train] [--starts=noise50,noise100,noise200,template] [--restarts=4]
 
 Analysis by synthesis: for each of `--examples` evenly spaced examples of a split, the 17 world

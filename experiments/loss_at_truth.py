@@ -4,7 +4,8 @@
         [--examples=64] [--split=train]
 
 On evenly spaced examples of a split it evaluates the config's unsupervised loss terms
-(`losses.mask_terms`, weighted by the config's last stage) at reference poses:
+(`fused.fused_terms` with `loss.fusion`, else `losses.mask_terms`; weighted by the config's last
+stage) at reference poses:
 
     truth            the true 2.5D pose (`multiview.oracle_targets`);
     truth, noise     the truth with N(0, 0.05) added to x and y (about 5 cm);
@@ -59,6 +60,7 @@ def main(argv):
 
     import data_builders  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import fused  # pylint: disable=import-outside-toplevel
     from maskpose_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     from maskpose_jax import losses  # pylint: disable=import-outside-toplevel
     from maskpose_jax import multiview  # pylint: disable=import-outside-toplevel
@@ -96,7 +98,7 @@ def main(argv):
         state = train.local_copy(train.restore_latest(config, workdir, size, sharding.make_mesh()))
         poses["prediction"] = np.asarray(train.make_predict(detector)(
             state.params, state.batch_stats, batch["image"]))
-    elif capsule_width is None:
+    elif config.physique.kind == "network":
         loss_config = config.loss.copy_and_resolve_references()
         loss_config.use_phys = False
         print(f"no checkpoint in {workdir}: the physique network's term is left out")
@@ -106,9 +108,16 @@ def main(argv):
 
     weights = config.stages[-1].loss_weights.to_dict()
     fields = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS + ("view_valid",) if k in batch}
-    terms_fn = jax.jit(lambda kp: losses.mask_terms(kp, fields, physique_apply, loss_config, size,
-                                                    depth_range, capsule_width))
-    names = [t for t in losses.TERMS if t in weights]
+    if config.loss.fusion:
+        body_radii = train.physique_body_radii(config)
+        terms_fn = jax.jit(lambda kp: fused.fused_terms(
+            kp, fields, None, loss_config, size, depth_range, capsule_width, body_radii))
+        all_terms = fused.FUSED_TERMS
+    else:
+        terms_fn = jax.jit(lambda kp: losses.mask_terms(kp, fields, physique_apply, loss_config,
+                                                        size, depth_range, capsule_width))
+        all_terms = losses.TERMS
+    names = [t for t in all_terms if weights.get(t, 0.0)]
     print(f"{count} examples of {config.data.name}/{split}; total = "
           + " + ".join(f"{weights[t]:g} {t}" for t in names) + " (the last stage's weights)")
     print("| pose | total | " + " | ".join(names) + " | skel IoU |")

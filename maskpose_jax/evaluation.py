@@ -154,7 +154,8 @@ class Accumulator:
         """Args: image_size: crop side N, pixels; depth_range_mm: the detector's z span, mm."""
         self.image_size = int(image_size)
         self.depth_range_mm = float(depth_range_mm)
-        self._parts = {k: [] for k in ("pred_cam", "gt_cam", "pred_2d", "gt_2d", "actions")}
+        self._parts = {k: [] for k in ("pred_cam", "gt_cam", "pred_2d", "gt_2d", "actions",
+                                       "frames")}
         self.num_frames = 0
         self.num_single_view = 0
 
@@ -188,15 +189,18 @@ class Accumulator:
         actions_BxV = np.broadcast_to(
             np.asarray([_text(a) for a in batch["action"]], dtype=object)[:, None],
             valid_BxV.shape)
+        frames_BxV = np.broadcast_to(
+            self.num_frames + np.arange(len(keypoints))[:, None], valid_BxV.shape)
         for name, values in (("pred_cam", pred_cam), ("gt_cam", gt_cam), ("pred_2d", pred_2d),
-                             ("gt_2d", gt_2d), ("actions", actions_BxV)):
+                             ("gt_2d", gt_2d), ("actions", actions_BxV), ("frames", frames_BxV)):
             self._parts[name].append(values[valid_BxV])
         self.num_frames += int(keep_B.sum())
         self.num_single_view += int((valid_BxV.sum(axis=1) == 1).sum())
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything collected: pred_cam / gt_cam N×J×3 (mm, camera frame), pred_2d / gt_2d
-        N×J×2 (crop pixels; the truth projected with lens distortion), actions [N] (str)."""
+        N×J×2 (crop pixels; the truth projected with lens distortion), actions [N] (str), frames
+        [N] (the index of each sample's frame among those added)."""
         if not self._parts["actions"]:
             raise ValueError("nothing to evaluate: no batch with a valid view was added")
         return {k: np.concatenate(v) for k, v in self._parts.items()}
@@ -206,7 +210,7 @@ class Accumulator:
         `num_single_view` (samples whose root depth came from the crop scale, not triangulation)."""
         a = self.arrays()
         out = compute_results(a["pred_cam"], a["gt_cam"], a["pred_2d"], a["gt_2d"],
-                              a["actions"], self.image_size, pck2d_threshold)
+                              a["actions"], self.image_size, pck2d_threshold, a["frames"])
         out["num_frames"] = self.num_frames
         out["num_single_view"] = self.num_single_view
         return out
@@ -238,7 +242,7 @@ def _swap_pairs(joints_NxJxD, swap_NxP):
 
 def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
                     actions_N: Sequence[str], image_size: int,
-                    pck2d_threshold: float) -> dict[str, Any]:
+                    pck2d_threshold: float, frames_N=None) -> dict[str, Any]:
     """The results of DESIGN §11 over N evaluated samples.
 
     Args:
@@ -249,13 +253,19 @@ def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
         actions_N: action name of each sample (per-action table).
         image_size: crop side N, pixels.
         pck2d_threshold: 2D PCK threshold as a fraction of the crop side.
+        frames_N: optional frame index of each sample (the views of one frame share it), for
+            the left/right consistency across views.
 
     Returns:
         Python floats: METRIC_KEYS as predicted (mm for errors, fractions for PCK/AUC); the same
         keys + "_global_flip" (one relabelling for the whole set, applied when it lowers the
         overall MPJPE; `global_flip_applied` says whether it was) and + "_oracle" (per-pair swap
         reading the ground truth); `per_action` {action: {metric: value, "num_examples": n}} as
-        predicted; `num_examples` N; `pck2d_threshold` and `pck2d_threshold_px`.
+        predicted; `per_joint_mpjpe` {joint: root-relative error, mm} as predicted;
+        `lr_consistency`: over frames with >= 2 views and the 6 left/right pairs, the share where
+        every view labels the pair the same way relative to the truth (the oracle swap's choice is
+        the same in all of them; reads truth, a diagnostic; NaN without such frames);
+        `num_examples` N; `pck2d_threshold` and `pck2d_threshold_px`.
     """
     pred_cam = np.asarray(pred_cam_NxJx3, np.float32)
     gt_cam = np.asarray(gt_cam_NxJx3, np.float32)
@@ -289,6 +299,11 @@ def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
     for k in METRIC_KEYS:
         results[k + ORACLE_SUFFIX] = float(oracle[k].mean())
 
+    joint_errors_J = np.asarray(metrics.joint_errors(pred_cam, gt_cam)).mean(axis=0)
+    results["per_joint_mpjpe"] = {name: float(e)
+                                  for name, e in zip(skeleton.JOINT_NAMES, joint_errors_J)}
+    results["lr_consistency"] = _lr_consistency(swap_NxP, frames_N)
+
     per_action: dict[str, dict[str, float]] = {}
     for k in METRIC_KEYS:
         for action, value in metrics.group_mean(values[k], actions).items():
@@ -302,6 +317,21 @@ def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
     results["pck2d_threshold"] = float(pck2d_threshold)
     results["pck2d_threshold_px"] = threshold_px
     return results
+
+
+def _lr_consistency(swap_NxP, frames_N) -> float:
+    """Share of (frame with >= 2 views, left/right pair) whose swap bit is the same in all views."""
+    if frames_N is None:
+        return float("nan")
+    frames_N = np.asarray(frames_N)
+    _, index_N, counts_F = np.unique(frames_N, return_inverse=True, return_counts=True)
+    swaps_FxP = np.zeros((len(counts_F), swap_NxP.shape[1]))
+    np.add.at(swaps_FxP, index_N, swap_NxP.astype(np.float64))
+    multi_F = counts_F >= 2
+    if not multi_F.any():
+        return float("nan")
+    agree_FxP = (swaps_FxP == 0) | (swaps_FxP == counts_F[:, None])
+    return float(agree_FxP[multi_F].mean())
 
 
 _LABELS = {
@@ -366,6 +396,12 @@ def results_markdown(results: Mapping[str, Any], title: str) -> str:
     for action, row in sorted(results["per_action"].items()):
         lines.append(f"| {action} | {_format('mpjpe', row['mpjpe'])} | "
                      f"{_format('p_mpjpe', row['p_mpjpe'])} | {row['num_examples']} |")
+    if "per_joint_mpjpe" in results:
+        lines += ["", "### Per joint (as predicted, root-relative, mm)", "",
+                  "| " + " | ".join(results["per_joint_mpjpe"]) + " |",
+                  "|" + "---:|" * len(results["per_joint_mpjpe"]),
+                  "| " + " | ".join(f"{v:.0f}" for v in results["per_joint_mpjpe"].values())
+                  + " |"]
     return "\n".join(lines) + "\n"
 
 

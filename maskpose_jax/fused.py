@@ -245,7 +245,9 @@ def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, 
         keypoints_VxJx3[..., :2], crop_Vx2x3, image_size)
     proj_Vx3x4 = jax.vmap(geometry.projection_matrix)(intrinsics_Vx3x3, extrinsics_Vx3x4)
     weights_VxJ = jnp.broadcast_to(valid_V[:, None], uv_VxJx2.shape[:2])
-    return geometry.triangulate(uv_VxJx2, proj_Vx3x4, weights_VxJ)
+    # The ridge (normal matrix ~ the valid view count) moves a pose 5 m away by ~5e-3 mm and
+    # keeps the discarded solve of a single-view example finite.
+    return geometry.triangulate(uv_VxJx2, proj_Vx3x4, weights_VxJ, ridge=1e-6)
 
 
 def relative_depths(joints_world_Jx3, extrinsics_Vx3x4, depth_range_mm):
@@ -282,7 +284,8 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
     Per example: the views' 2D are fused (`fuse_views`), `pose_mask_terms` scores the fused pose
     in every view, and two stop-gradient targets teach each view the fused pose: depth = mean
     |z - relative depth of the fused pose in that camera| and reproject = mean |xy - projection
-    of the fused pose| (normalized crop units). Every example needs >= 2 valid views.
+    of the fused pose| (normalized crop units). An example with one valid view is scored through
+    its own lifted pose (DESIGN §7: single-view examples use their own view's terms).
 
     Args:
         keypoints_BxVxJx3: detector output per example and view.
@@ -302,14 +305,23 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
     size = int(image_size)
     keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
     views = example_views(batch, loss_config)
-    num_views = keypoints_BxVxJx3.shape[1]
-    if num_views < 2:
-        raise ValueError("config.loss.fusion needs >= 2 views per example")
 
     def per_example(keypoints_VxJx3, example):
         valid_V = example["valid"]
-        joints_world_Jx3 = fuse_views(keypoints_VxJx3, example["crop"], example["intrinsics"],
-                                      example["extrinsics"], valid_V, size)
+        cameras = (example["crop"], example["intrinsics"], example["extrinsics"])
+        multi = jnp.sum(valid_V) >= 2
+        # A single-view example (a padded mixture entry) has nothing to fuse: its pose is its own
+        # view lifted at the crop-scale root depth. Its triangulation (over every view, padding
+        # included, so that the solve stays finite) is computed and discarded.
+        root_world_3 = multiview.triangulate_root(keypoints_VxJx3, *cameras, size, valid_V,
+                                                  depth_range_mm)
+        _, lifted_VxJx3 = multiview.lift_views(keypoints_VxJx3, root_world_3, *cameras, size,
+                                               depth_range_mm)
+        joints_world_Jx3 = lifted_VxJx3[jnp.argmax(valid_V)]
+        if keypoints_VxJx3.shape[0] >= 2:
+            fused_Jx3 = fuse_views(keypoints_VxJx3, *cameras, jnp.where(multi, valid_V, 1.0),
+                                   size)
+            joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
                               capsule_width, body_radii_mm, body_scale)
         target = jax.lax.stop_gradient(joints_world_Jx3)

@@ -128,7 +128,7 @@ def project(points_world_Nx3, intrinsics_3x3, extrinsics_3x4, distortion=None):
                        distortion)
 
 
-def triangulate(points_VxNx2, projections_Vx3x4, weights_VxN=None):
+def triangulate(points_VxNx2, projections_Vx3x4, weights_VxN=None, ridge=0.0):
     """Triangulates N points from V views by weighted linear least squares (DLT).
 
     Each view gives two planes through its camera centre, u P_2 - P_0 and v P_2 - P_1. Every
@@ -143,6 +143,8 @@ def triangulate(points_VxNx2, projections_Vx3x4, weights_VxN=None):
         points_VxNx2: pixel coordinates (u, v) of N points in V views (undistorted pixels).
         projections_Vx3x4: P = K [R|t] per view (world mm -> pixels), see `projection_matrix`.
         weights_VxN: optional non-negative weights; a view's residuals are scaled by its weight.
+        ridge: added to the normal matrix's diagonal (a pull toward the origin): a tiny value
+            keeps a degenerate system (one camera) finite at a negligible bias elsewhere.
 
     Returns:
         Nx3 points in the world frame, mm.
@@ -163,7 +165,7 @@ def triangulate(points_VxNx2, projections_Vx3x4, weights_VxN=None):
     norm_VxNx2 = jnp.sqrt(jnp.sum(normal_VxNx2x3 ** 2, axis=-1) + _EPS)
     rows_VxNx2x4 = rows_VxNx2x4 * (weights_VxN[..., None] / norm_VxNx2)[..., None]
     a_VxNx2x3, b_VxNx2 = rows_VxNx2x4[..., :3], rows_VxNx2x4[..., 3]
-    lhs_Nx3x3 = jnp.einsum("vnki,vnkj->nij", a_VxNx2x3, a_VxNx2x3)
+    lhs_Nx3x3 = jnp.einsum("vnki,vnkj->nij", a_VxNx2x3, a_VxNx2x3) + ridge * jnp.eye(3)
     rhs_Nx3 = -jnp.einsum("vnki,vnk->ni", a_VxNx2x3, b_VxNx2)
     return jnp.linalg.solve(lhs_Nx3x3, rhs_Nx3[..., None])[..., 0]
 

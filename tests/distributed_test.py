@@ -40,7 +40,7 @@ _INHERITED = ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "JAX_COORDINATOR_ADDRESS",
 def batches_path(tmp_path_factory):
     """npz of K × B × ... training batches of the tiny dataset, K = the tiny cascade's steps."""
     path = tmp_path_factory.mktemp("distributed")
-    config = tiny.get_config()
+    config = tiny.get_config("paper")
     config.data.data_dir = str(path / "tfds")
     config.train.batch_size = GLOBAL_BATCH
     source = data_builders.data_source(datasets.get_builder(config), config.data.train_split)

@@ -65,7 +65,7 @@ def main():
     local_batch = global_batch // args.num_processes
     rows = slice(args.process_id * local_batch, (args.process_id + 1) * local_batch)
 
-    config = tiny.get_config()
+    config = tiny.get_config("paper")
     config.train.batch_size = global_batch
     mesh = sharding.make_mesh()
     detector, physique = train.create_models(config)

@@ -356,3 +356,29 @@ def test_single_view_root_depth_from_crop_scale():
     acc = _collect([(keypoints, batch)])
     res = acc.results(0.05)
     assert res["num_examples"] == 4 and res["num_single_view"] == 2
+
+
+def test_per_joint_errors_and_left_right_consistency_against_loops():
+    rng = np.random.default_rng(21)
+    num_frames, views = 6, 3
+    gt = rng.normal(0, 300, (num_frames * views, skeleton.NUM_JOINTS, 3))
+    pred = gt + rng.normal(0, 20, gt.shape)
+    frames = np.repeat(np.arange(num_frames), views)
+    pairs = skeleton.LR_PAIRS
+    # Frame 0: one view swaps the left/right knees (pair 1): inconsistent. Frame 1: every view
+    # swaps the ankles (pair 2): consistent, whatever the truth says.
+    (a, b) = pairs[1]
+    pred[0, [a, b]] = pred[0, [b, a]]
+    (a, b) = pairs[2]
+    pred[3:6][:, [a, b]] = pred[3:6][:, [b, a]]
+    zeros = np.zeros(gt.shape[:2] + (2,))
+    results = evaluation.compute_results(pred, gt, zeros, zeros, ["a"] * len(gt), 64, 0.1,
+                                         frames)
+    rel = lambda x: x - x[:, :1]
+    want = np.linalg.norm(rel(pred) - rel(gt), axis=-1).mean(axis=0)
+    got = np.array(list(results["per_joint_mpjpe"].values()))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    assert list(results["per_joint_mpjpe"]) == list(skeleton.JOINT_NAMES)
+    assert results["lr_consistency"] == pytest.approx(1.0 - 1.0 / (num_frames * len(pairs)))
+    no_frames = evaluation.compute_results(pred, gt, zeros, zeros, ["a"] * len(gt), 64, 0.1)
+    assert np.isnan(no_frames["lr_consistency"])

@@ -9,7 +9,7 @@ from experiments.configs import tiny
 
 @pytest.fixture(scope="module")
 def rows():
-    config = tiny.get_config("fused")
+    config = tiny.get_config()
     return fit.run(config, split="train", examples=4, steps=40, lr=10.0,
                    starts=["noise0", "noise100", "template"], restarts=2, echo=lambda _: None)
 
@@ -41,5 +41,5 @@ def test_template_start_is_centred_on_the_masks(rows):
 
 def test_unknown_start_is_refused():
     with pytest.raises(ValueError, match="unknown start 'noisy'"):
-        fit.run(tiny.get_config("fused"), split="train", examples=1, steps=1, lr=1.0,
+        fit.run(tiny.get_config(), split="train", examples=1, steps=1, lr=1.0,
                 starts=["noisy"])

@@ -164,7 +164,7 @@ def fused_batch(rng, num_examples=2, num_views=3):
 
 
 def fused_config(**overrides):
-    config = copy.deepcopy(synthetic.get_config("fused").loss)
+    config = copy.deepcopy(synthetic.get_config().loss)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -267,3 +267,28 @@ def test_body_scale_widens_the_drawn_body():
     thin = fused._body_masks(joints, views, SIZE, skeleton.BODY_RADII_MM)
     wide = fused._body_masks(joints, views, SIZE, skeleton.BODY_RADII_MM, 1.5)
     assert float(jnp.mean(wide > 0.5)) > 1.3 * float(jnp.mean(thin > 0.5))
+
+
+def test_single_view_examples_use_their_own_lifted_pose():
+    rng = np.random.default_rng(12)
+    batch = fused_batch(rng, num_examples=2, num_views=3)
+    batch["view_valid"] = np.array([[1, 1, 1], [0, 1, 0]], np.float32)
+    keypoints = jnp.asarray(rng.normal(0, 0.3, (2, 3, 17, 3)), jnp.float32)
+    keypoints = keypoints.at[:, :, skeleton.PELVIS, 2].set(0.0)  # z is relative to the pelvis
+    keypoints = keypoints.at[1, 0].set(jnp.nan).at[1, 2].set(jnp.nan)  # padding: never read
+    train_batch = {k: v for k, v in batch.items() if k != "joints_world"}
+
+    def total(kp):
+        terms = fused.fused_terms(kp, train_batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
+                                  body_radii_mm=skeleton.BODY_RADII_MM)
+        return sum(terms[t] for t in fused.FUSED_TERMS), terms
+
+    (value, terms), grad = jax.value_and_grad(total, has_aux=True)(
+        jnp.nan_to_num(keypoints))
+    assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
+    assert not np.asarray(grad)[1, [0, 2]].any()  # padded views get no gradient
+    single = {k: v[1:] for k, v in train_batch.items()}
+    one = fused.fused_terms(jnp.nan_to_num(keypoints)[1:], single, None, fused_config(), SIZE,
+                            DEPTH_RANGE_MM, body_radii_mm=skeleton.BODY_RADII_MM)
+    # Its own lifted pose reprojects onto its own 2D and carries its own depths.
+    assert float(one["reproject"]) < 1e-4 and float(one["depth"]) < 1e-4

@@ -31,7 +31,10 @@ _COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 def _setup(dtype):
-    config = tiny.get_config()
+    config = tiny.get_config("paper")
+    # The tolerances below were measured on the unmirrored tiny batches; the detector's Adam
+    # moments after three steps depend on which frames they saw.
+    config.data.options.mirror = False
     config.model.dtype = dtype
     synthetic.set_stage_steps(config, (1, 1, 1), STEPS)  # structure, shape, joint
     detector, physique = train.create_models(config)

@@ -20,7 +20,7 @@ from maskpose_jax import datasets
 from maskpose_jax import evaluation
 from maskpose_jax import checkpoint
 from maskpose_jax import input_pipeline
-from maskpose_jax import losses
+from maskpose_jax import fused
 from maskpose_jax import sharding
 from maskpose_jax import train
 
@@ -77,8 +77,10 @@ def test_sharded_step_equals_single_device(data_dir):
     assert moved > 10
 
 
-def test_one_compilation_across_stage_boundaries(data_dir):
-    config = _config(data_dir)
+@pytest.mark.parametrize("variant, names", [("paper", {"structure", "shape", "joint"}),
+                                            ("coarse_to_fine", {"coarse", "fine"})])
+def test_one_compilation_across_stage_boundaries(data_dir, variant, names):
+    config = _config(data_dir, variant)
     mesh = sharding.make_mesh()
     source, state, step = _setup(config, mesh)
     total = cascade.total_steps(config.stages)
@@ -86,11 +88,12 @@ def test_one_compilation_across_stage_boundaries(data_dir):
     for i, batch in enumerate(_batches(config, source, total)):
         stages_seen.add(cascade.stage_name(i, config.stages))
         state, _ = step(state, sharding.shard_batch(batch, mesh))
-    assert stages_seen == {"structure", "shape", "joint"}
+    assert stages_seen == names
     assert step._cache_size() == 1
 
 
-@pytest.mark.parametrize("variant", ["default", "no_physique", "single_view", "no_cascade"])
+@pytest.mark.parametrize("variant", ["default", "paper", "no_physique", "single_view",
+                                     "no_cascade", "capsule_body"])
 def test_training_batches_carry_no_ground_truth(data_dir, variant):
     config = _config(data_dir, variant)
     source = data_builders.data_source(datasets.get_builder(config), "train")
@@ -149,14 +152,14 @@ def test_oracle_reads_truth_and_is_labelled(data_dir):
 
 
 def test_non_finite_loss_stops_and_saves(data_dir, tmp_path, monkeypatch):
-    real = losses.mask_terms
+    real = fused.fused_terms
 
     def broken(*args, **kwargs):
         terms = real(*args, **kwargs)
-        return {**terms, "skel": terms["skel"] * jnp.nan}
+        return {**terms, "phys": terms["phys"] * jnp.nan}
 
-    monkeypatch.setattr(losses, "mask_terms", broken)
-    with pytest.raises(train.NonFiniteLossError, match=r"step 0 \(stage structure\).*'skel': nan"):
+    monkeypatch.setattr(fused, "fused_terms", broken)
+    with pytest.raises(train.NonFiniteLossError, match=r"step 0 \(stage fused\).*'phys': nan"):
         train.train_and_evaluate(_config(data_dir), str(tmp_path))
     saved = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
     assert saved.latest_step() is not None
@@ -185,7 +188,7 @@ def test_end_to_end_train_evaluate_resume(data_dir, tmp_path):
     done = _run(_train_args(data_dir, workdir))
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 0, out
-    assert "step 8/8 [joint]" in out and "eval_mpjpe" in out
+    assert "step 8/8 [fused]" in out and "eval_mpjpe" in out
     lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     assert lines[-1]["step"] == 8 and os.listdir(workdir / "tensorboard")
 
@@ -311,7 +314,7 @@ def test_real_data_path_end_to_end(tmp_path):
     done = _run(["-m", "experiments.train", *args])
     out, _ = done.communicate(timeout=600)
     assert done.returncode == 0, out
-    assert "step 8/8 [joint]" in out
+    assert "step 8/8 [fused]" in out
     evaluated = _run(["-m", "experiments.evaluate", *args[:3]])
     out, _ = evaluated.communicate(timeout=600)
     assert evaluated.returncode == 0, out

@@ -1,18 +1,31 @@
 """Default: unsupervised training and evaluation on the built-in synthetic dataset (CPU-sized).
 
     python -m experiments.train --config=synthetic.py [--workdir=runs/synthetic]
-    python -m experiments.train --config=synthetic.py:no_physique   # an ablation (see VARIANTS)
+    python -m experiments.train --config=synthetic.py:no_stance   # an ablation (see VARIANTS)
+    python -m experiments.train --config=synthetic.py:paper       # the paper's exact recipe
 
-Variants (the config argument): no_physique, no_geodesic, no_cascade, batchnorm, single_view,
-capsules (a fixed capsule body instead of the physique network, background weights scaled down,
-a standing-skeleton start; one 5,000-step stage at 1e-4; see the README's results), and oracle:
-the same detector trained on ground-truth 2.5D targets, the *supervised* reference.
+Variants (the config argument):
+- ours, the default: one fused pose per frame, a generic body in mm, inside/anatomy/stance
+  priors; its ablations no_stance, no_inside, no_bend, no_proportion, no_sym (one ingredient
+  off), capsule_body (the body drawn at one width in crop units), coarse_to_fine (a wide body
+  for the first 1,500 steps);
+- paper: the paper's recipe (Skeleton Mask, learned Physique network, geodesic weights, the
+  cascade structure -> shape -> joint), and its ablations no_physique, no_geodesic, no_cascade,
+  batchnorm, single_view, capsules (a fixed capsule body, background weights scaled down, a
+  standing-skeleton start; one 5,000-step stage at 1e-4);
+- oracle: the default's detector trained on ground-truth 2.5D targets, the *supervised*
+  reference.
 """
 
 import ml_collections
 
-VARIANTS = ("default", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
-            "capsules", "fused", "oracle")
+# The paper's recipe and its ablations (built on the settings below), ours and its ablations,
+# and the supervised reference.
+PAPER_VARIANTS = ("paper", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
+                  "capsules")
+OURS_VARIANTS = ("default", "no_stance", "no_inside", "no_bend", "no_proportion", "no_sym",
+                 "capsule_body", "coarse_to_fine")
+VARIANTS = OURS_VARIANTS + PAPER_VARIANTS + ("oracle",)
 
 
 def stage(name, steps, trainable, learning_rate, body_scale=1.0, **loss_weights):
@@ -44,8 +57,13 @@ def mix_source(name, weight, *, data_dir="", options=None, train_split="train", 
 
 
 def set_stage_steps(c, cascade_steps, single_steps):
-    """Sets the steps of the three cascade stages, or of the one stage of the one-stage variants."""
-    steps = cascade_steps if len(c.stages) == 3 else (single_steps,)
+    """Sets the steps of the paper's three cascade stages, or shares `single_steps` among the
+    stages of the other variants as their steps are shared now (each stage at least one)."""
+    if len(c.stages) == 3:
+        steps = cascade_steps
+    else:
+        old = [int(s.steps) for s in c.stages]
+        steps = [max(1, round(single_steps * n / sum(old))) for n in old]
     for stage_config, n in zip(c.stages, steps):
         stage_config.steps = n
 
@@ -156,6 +174,47 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.eval.max_examples = 0          # 0 = the whole split
     c.eval.pck2d_threshold = 0.1     # fraction of the crop side
 
+    if variant in PAPER_VARIANTS:
+        return _paper_variant(c, variant)
+    # Ours (the default): the paper's Physique Mask idea as a fixed generic body, its geodesic
+    # weights, and what we add: one fused world pose per frame with self-supervised depth and 2D
+    # (EpipolarPose-style), bones pulled inside the silhouettes, anatomy and stance priors.
+    # experiments/fit.py chose the terms and weights on the val split (README, "Results").
+    c.loss.fusion = True
+    c.loss.use_skel = False          # the paper's clipped Skeleton Mask term: off (harness)
+    c.loss.use_agree = False         # one fused pose: the views agree by construction
+    c.loss.use_inside = True
+    c.loss.use_proportion = True
+    c.loss.use_bend = True
+    c.loss.use_stance = True
+    c.loss.background_scale = 0.05
+    c.physique.kind = "body"
+    c.model.template = "standing"
+    # skel and cover are 0 (off) but present, so that a flag can switch them on.
+    weights = dict(phys=1.0, inside=1.0, sym=10.0, proportion=1.0, bend=1.0, stance=1.0,
+                   depth=1.0, reproject=1.0, skel=0.0, cover=0.0)
+    if variant == "oracle":
+        # The same detector, data and step budget, trained on ground-truth 2.5D targets.
+        c.loss.supervision = "oracle"
+        c.stages = [stage("oracle", 5000, ("detector",), 1e-3, oracle=1.0)]
+        return c
+    for switch in ("stance", "inside", "bend", "proportion", "sym"):
+        if variant == f"no_{switch}":
+            setattr(c.loss, f"use_{switch}", False)
+            weights.pop(switch)
+    if variant == "capsule_body":
+        c.physique.kind = "capsules"
+        c.physique.capsule_width = 1.2e-2
+    c.stages = [stage("fused", 5000, ("detector",), 3e-4, **weights)]
+    if variant == "coarse_to_fine":
+        c.stages = [stage("coarse", 1500, ("detector",), 3e-4, body_scale=1.5, **weights),
+                    stage("fine", 3500, ("detector",), 3e-4, **weights)]
+    return c
+
+
+def _paper_variant(c, variant):
+    """The paper's recipe (`paper`: Skeleton Mask, learned Physique network, geodesic weights,
+    cascade structure -> shape -> joint) and the ablations of it."""
     if variant == "no_physique":
         c.loss.use_phys = False
     elif variant == "no_geodesic":
@@ -171,9 +230,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.loss.cross_view = False
         c.loss.use_agree = False
     elif variant == "capsules":
-        # With the default weights the trained model's pose scores a lower loss than the truth
-        # (README, "Results"); with a fixed body and background weights in [1, 1.15] the truth
-        # scores lowest of the reference poses. One stage: there is no network to pre-train.
+        # With the paper's weights the trained model's pose scores a lower loss than the truth;
+        # with a fixed body and background weights in [1, 1.15] the truth scores lowest of the
+        # reference poses. One stage: there is no network to pre-train.
         c.physique.kind = "capsules"
         c.physique.capsule_width = 1.2e-2
         c.loss.phys_cross_view = True
@@ -181,23 +240,4 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.model.template = "standing"
         c.stages = [stage("capsules", 5000, ("detector",), 1e-4,
                           skel=1.0, phys=1.0, sym=0.1, agree=0.1)]
-    elif variant == "fused":
-        # Ours: one fused world pose per frame, a generic body drawn at its size in mm, bones
-        # pulled inside the silhouettes, anatomy priors (experiments/fit.py chose the weights).
-        c.loss.fusion = True
-        c.loss.use_skel = False
-        c.loss.use_inside = True
-        c.loss.use_proportion = True
-        c.physique.kind = "body"
-        c.loss.background_scale = 0.05
-        c.model.template = "standing"
-        c.loss.use_bend = True
-        c.loss.use_stance = True
-        weights = dict(phys=1.0, inside=1.0, sym=10.0, proportion=1.0, bend=1.0, stance=1.0,
-                       depth=1.0, reproject=1.0)
-        c.stages = [stage("fused", 5000, ("detector",), 3e-4, **weights)]
-    elif variant == "oracle":
-        c.loss.supervision = "oracle"
-        total = sum(s.steps for s in c.stages)
-        c.stages = [stage("oracle", total, ("detector",), 1e-3, oracle=1.0)]
     return c
