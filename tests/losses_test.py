@@ -35,7 +35,7 @@ def stand_in_physique_np(skel):
 
 
 def loss_config(**overrides):
-    config = copy.deepcopy(synthetic.get_config().loss)
+    config = copy.deepcopy(synthetic.get_config("paper").loss)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

@@ -208,7 +208,7 @@ def test_end_to_end_train_evaluate_resume(data_dir, tmp_path):
     assert "constant standing skeleton (no network)" in out
 
     # Longer stages: the run resumes at step 8 instead of starting over.
-    resumed = _run(_train_args(data_dir, workdir, "--config.stages[2].steps=4"))
+    resumed = _run(_train_args(data_dir, workdir, "--config.stages[0].steps=10"))
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
     assert "resumed from step 8" in out and "step 10/10" in out
