@@ -69,12 +69,13 @@ def synthetic_batch(batch_size, num_views, image_size, seed=0):
     """A training batch of DESIGN §1's shapes (NumPy): jittered standing poses seen by S1's rig.
 
     Masks are Skeleton Masks of the projected pose drawn wide (a silhouette-like blob),
-    thresholded; weights are ones; images are noise.
+    thresholded; weights are ones; outside distances from the masks; images are noise.
     """
     import jax  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
     from data_builders import cameras  # pylint: disable=import-outside-toplevel
     from maskpose_jax import render  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import input_pipeline  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(seed)
     rig = cameras.h36m_rig("S1")
@@ -113,6 +114,8 @@ def synthetic_batch(batch_size, num_views, image_size, seed=0):
     batch = {k: np.asarray(v, np.float32) for k, v in fields.items() if v}
     batch["mask"] = masks
     batch["weight"] = np.ones_like(masks)
+    batch["outside_distance"] = np.stack([np.stack([input_pipeline.outside_distance(m)
+                                                    for m in views]) for views in masks])
     batch["image"] = rng.integers(0, 256, masks.shape + (3,), dtype=np.uint8)
     return batch
 

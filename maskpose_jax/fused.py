@@ -11,6 +11,7 @@ EpipolarPose, Kocabas et al. CVPR 2019).
 - `pose_mask_terms`: the forward model and mask terms of ONE world pose in V views (pure; also the
   objective of `experiments/fit.py`, the per-example fitting harness).
 - `fuse_views`: the world pose of one example from its views' 2D.
+- `refine_pose`: K Adam steps of those terms from a pose (the network-in-the-loop fit).
 - `fused_terms`: the batched training terms of a detector output.
 
 No ground truth is read anywhere in this module. Units: mm and normalized crop coordinates.
@@ -19,6 +20,7 @@ No ground truth is read anywhere in this module. Units: mm and normalized crop c
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from maskpose_jax import geometry
 from maskpose_jax import losses
@@ -277,8 +279,50 @@ def example_views(batch, loss_config):
                 valid=valid_BxV)
 
 
+def refine_pose(joints_world_Jx3, example, loss_config, image_size, weights, steps, lr_mm,
+                capsule_width=None, body_radii_mm=None, body_scale=1.0):
+    """`steps` Adam steps (learning rate `lr_mm`) of the weighted POSE_TERMS from a start pose.
+
+    The network-in-the-loop fit (SPIN, Kolotouros et al. ICCV 2019): started from the network's
+    own fused pose, the fit is a better pose than the prediction, and teaches it (stop-gradient).
+    Needs a fixed body (capsules or the mm body) when the physique term is on: ValueError else.
+
+    Args:
+        joints_world_Jx3: the start, world frame, mm (no gradient flows through the result).
+        example: one example's views (`example_views`).
+        weights: dict term -> weight (scalars; terms of POSE_TERMS not in it weigh 0).
+        steps: Adam steps (static int).
+        lr_mm: Adam learning rate, mm.
+
+    Returns:
+        Jx3 refined world joints, mm (stop-gradient).
+    """
+    if loss_config.use_phys and capsule_width is None and body_radii_mm is None:
+        raise ValueError("config.loss.refine_steps > 0 needs a fixed body (physique.kind "
+                         "'capsules' or 'body'): the physique network has nothing to fit with")
+    names = [t for t in POSE_TERMS if t in weights]
+
+    def total(joints_Jx3):
+        terms = pose_mask_terms(joints_Jx3, example, loss_config, image_size, None,
+                                capsule_width, body_radii_mm, body_scale)
+        return sum(weights[t] * terms[t] for t in names)
+
+    optimizer = optax.adam(float(lr_mm))
+
+    def step(carry, _):
+        joints_Jx3, opt_state = carry
+        updates, opt_state = optimizer.update(jax.grad(total)(joints_Jx3), opt_state)
+        return (optax.apply_updates(joints_Jx3, updates), opt_state), None
+
+    start_Jx3 = jax.lax.stop_gradient(joints_world_Jx3)
+    (joints_Jx3, _), _ = jax.lax.scan(step, (start_Jx3, optimizer.init(start_Jx3)), None,
+                                      length=int(steps))
+    return jax.lax.stop_gradient(joints_Jx3)
+
+
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
-                depth_range_mm, capsule_width=None, body_radii_mm=None, body_scale=1.0):
+                depth_range_mm, capsule_width=None, body_radii_mm=None, body_scale=1.0,
+                refine_weights=None):
     """The unsupervised training terms of a batch through one fused pose per example.
 
     Per example: the views' 2D are fused (`fuse_views`), `pose_mask_terms` scores the fused pose
@@ -297,14 +341,21 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         capsule_width: the capsule body's squared width, or None.
         body_radii_mm: the generic body's bone radii, mm, or None (`pose_mask_terms`).
         body_scale: width factor of the fixed body (coarse to fine).
+        refine_weights: with `loss_config.refine_steps` > 0, the term weights of the
+            network-in-the-loop fit (`refine_pose`): the depth and reproject targets are then the
+            fused pose refined by that fit, not the fused pose itself.
 
     Returns:
-        dict of batch means: FUSED_TERMS and the diagnostics "skel_iou" and "view_gap_mm" (mean
-        distance between each view's own lifted pose, at the fused pelvis, and the fused pose).
+        dict of batch means: FUSED_TERMS and the diagnostics "skel_iou", "view_gap_mm" (mean
+        distance between each view's own lifted pose, at the fused pelvis, and the fused pose)
+        and "refine_mm" (mean distance the fit moved the joints; 0 without refinement).
     """
     size = int(image_size)
     keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
     views = example_views(batch, loss_config)
+    refine_steps = int(loss_config.get("refine_steps", 0))
+    if refine_steps and refine_weights is None:
+        raise ValueError("config.loss.refine_steps > 0: fused_terms needs refine_weights")
 
     def per_example(keypoints_VxJx3, example):
         valid_V = example["valid"]
@@ -325,10 +376,19 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
                               capsule_width, body_radii_mm, body_scale)
         target = jax.lax.stop_gradient(joints_world_Jx3)
+        xy_VxJx2 = jax.lax.stop_gradient(out.pop("kp_VxJx2"))
+        out["refine_mm"] = jnp.zeros((), jnp.float32)
+        if refine_steps:
+            refined = refine_pose(target, example, loss_config, size, refine_weights,
+                                  refine_steps, float(loss_config.refine_lr_mm), capsule_width,
+                                  body_radii_mm, body_scale)
+            out["refine_mm"] = jnp.mean(jnp.linalg.norm(refined - target, axis=-1))
+            target = refined
+            xy_VxJx2 = project_pose(target, example["crop"], example["intrinsics"],
+                                    example["extrinsics"], example["distortion"], size)
         z_VxJ = relative_depths(target, example["extrinsics"], depth_range_mm)
         out["depth"] = _masked_mean(jnp.mean(jnp.abs(keypoints_VxJx3[..., 2] - z_VxJ), -1),
                                     valid_V)
-        xy_VxJx2 = jax.lax.stop_gradient(out.pop("kp_VxJx2"))
         out["reproject"] = _masked_mean(
             jnp.mean(jnp.abs(keypoints_VxJx3[..., :2] - xy_VxJx2), axis=(-2, -1)), valid_V)
         root_world_3 = target[skeleton.PELVIS]

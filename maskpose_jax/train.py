@@ -153,7 +153,8 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
                 terms = fused.fused_terms(keypoints, batch, physique_apply, loss_config,
                                           image_size, depth_range, capsule_width=capsule_width,
                                           body_radii_mm=body_radii,
-                                          body_scale=cascade.body_scale(state.step, stages))
+                                          body_scale=cascade.body_scale(state.step, stages),
+                                          refine_weights=weights)
             else:
                 terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config,
                                           image_size, depth_range, capsule_width=capsule_width)

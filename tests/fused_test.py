@@ -164,7 +164,9 @@ def fused_batch(rng, num_examples=2, num_views=3):
 
 
 def fused_config(**overrides):
+    """The default's loss config, without the network-in-the-loop fit unless asked for."""
     config = copy.deepcopy(synthetic.get_config().loss)
+    config.refine_steps = 0
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -292,3 +294,46 @@ def test_single_view_examples_use_their_own_lifted_pose():
                             DEPTH_RANGE_MM, body_radii_mm=skeleton.BODY_RADII_MM)
     # Its own lifted pose reprojects onto its own 2D and carries its own depths.
     assert float(one["reproject"]) < 1e-4 and float(one["depth"]) < 1e-4
+
+
+def test_refine_pose_is_adam_on_the_weighted_terms_and_lowers_them():
+    rng = np.random.default_rng(12)
+    batch = fused_batch(rng, num_examples=1)
+    config = fused_config()
+    views = jax.tree.map(lambda a: a[0], fused.example_views(batch, config))
+    weights = dict(phys=1.0, inside=1.0, sym=10.0, stance=1.0, depth=5.0)  # depth: not a pose term
+    start = jnp.asarray(batch["joints_world"][0]) + jnp.asarray(rng.normal(0, 60, (17, 3)),
+                                                                jnp.float32)
+
+    def total(joints):
+        terms = fused.pose_mask_terms(joints, views, config, SIZE, capsule_width=1.2e-2)
+        return sum(w * terms[t] for t, w in weights.items() if t in fused.POSE_TERMS)
+
+    # Independent Adam (Kingma & Ba, bias-corrected, eps 1e-8) in NumPy float64.
+    lr, steps = 10.0, 5
+    x, m, v = np.asarray(start, np.float64), 0.0, 0.0
+    for t in range(1, steps + 1):
+        g = np.asarray(jax.grad(total)(jnp.asarray(x, jnp.float32)), np.float64)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        x = x - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    got = fused.refine_pose(start, views, config, SIZE, weights, steps, lr, capsule_width=1.2e-2)
+    np.testing.assert_allclose(np.asarray(got), x, atol=1e-2)
+    longer = fused.refine_pose(start, views, config, SIZE, weights, 60, lr, capsule_width=1.2e-2)
+    assert float(total(longer)) < float(total(start))
+
+
+def test_refined_targets_replace_the_fused_pose_and_need_a_fixed_body():
+    batch = fused_batch(np.random.default_rng(13))
+    keypoints = jnp.asarray(np.random.default_rng(14).normal(0, 0.3, (2, 3, 17, 3)), jnp.float32)
+    weights = dict(phys=1.0, inside=1.0, sym=10.0)
+    plain = fused.fused_terms(keypoints, batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
+                              capsule_width=1.2e-2, refine_weights=weights)
+    refined = fused.fused_terms(keypoints, batch, None, fused_config(refine_steps=3), SIZE,
+                                DEPTH_RANGE_MM, capsule_width=1.2e-2, refine_weights=weights)
+    assert float(plain["refine_mm"]) == 0.0 and float(refined["refine_mm"]) > 1.0
+    assert float(refined["reproject"]) != pytest.approx(float(plain["reproject"]))
+    for name in ("phys", "inside", "sym"):  # the mask terms still score the fused pose
+        assert float(refined[name]) == pytest.approx(float(plain[name]), rel=1e-5)
+    with pytest.raises(ValueError, match="refine_steps > 0 needs a fixed body"):
+        fused.fused_terms(keypoints, batch, lambda m: m, fused_config(refine_steps=3), SIZE,
+                          DEPTH_RANGE_MM, refine_weights=weights)

@@ -101,9 +101,10 @@ def test_training_batches_carry_no_ground_truth(data_dir, variant):
     assert set(batch) == set(input_pipeline.TRAIN_FIELDS)
 
 
-def test_train_step_ignores_ground_truth_it_is_handed(data_dir):
+@pytest.mark.parametrize("variant", ["default", "refine"])
+def test_train_step_ignores_ground_truth_it_is_handed(data_dir, variant):
     """Even a batch that carries the truth trains exactly as one that does not."""
-    config = _config(data_dir)
+    config = _config(data_dir, variant)
     mesh = sharding.make_mesh()
     source, state, step = _setup(config, mesh)
     batch = _batches(config, source, 1)[0]
@@ -112,6 +113,8 @@ def test_train_step_ignores_ground_truth_it_is_handed(data_dir):
     _, dirty = step(state, sharding.shard_batch(poisoned, mesh))
     for key in clean:
         np.testing.assert_array_equal(clean[key], dirty[key])
+    # The network-in-the-loop fit runs in the step (and only where asked for).
+    assert (float(clean["refine_mm"]) > 0.0) == (variant == "refine")
 
 
 def test_capsules_variant_trains_the_detector_only(data_dir):
