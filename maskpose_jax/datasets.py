@@ -19,12 +19,14 @@ def make_train_dataset(config, source):
     """
     oracle = config.loss.supervision == "oracle"
     if not config.data.mix:
+        # The fit cache (config.loss.fit_cache) is keyed by each example's position in the split.
+        extra = (("joints_world",) if oracle else ()) + (
+            (input_pipeline.INDEX_FIELD,) if config.loss.fit_cache else ())
         return input_pipeline.make_dataset(
             source, global_batch_size=config.train.batch_size, training=True, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count(),
             augment=config.data.augment, num_threads=config.data.num_threads,
-            prefetch=config.data.prefetch, views=tuple(config.data.views),
-            extra_fields=("joints_world",) if oracle else ())
+            prefetch=config.data.prefetch, views=tuple(config.data.views), extra_fields=extra)
     if oracle:
         raise ValueError("config.loss.supervision='oracle' reads ground-truth joints, which mixed "
                          "sources (config.data.mix) may not have (in-the-wild video): use one source")

@@ -38,7 +38,7 @@ ORACLE_SUFFIX = "_oracle"
 BASELINE_KEY = "baseline_template"
 
 
-def _view_valid(batch: Mapping[str, Any]) -> np.ndarray:
+def view_valid(batch: Mapping[str, Any]) -> np.ndarray:
     """B×V bool; a batch without `view_valid` has every view valid."""
     shape = np.shape(batch["extrinsics"])[:2]
     if "view_valid" not in batch:
@@ -85,7 +85,7 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
     Returns:
         B×V×J×3 float32 NumPy joints in each view's camera frame, mm.
     """
-    valid_BxV = _view_valid(batch)
+    valid_BxV = view_valid(batch)
     counts_B = valid_BxV.sum(axis=1)
     joints_cam = _lift_batch(
         jnp.asarray(keypoints_BxVxJx3, jnp.float32), jnp.asarray(batch["crop"], jnp.float32),
@@ -171,7 +171,7 @@ class Accumulator:
                 single-view examples get the crop-scale root depth (`predictions_in_camera`).
         """
         keypoints = np.asarray(keypoints_BxVxJx3, np.float32)
-        valid_BxV = _view_valid(batch)
+        valid_BxV = view_valid(batch)
         keep_B = valid_BxV.any(axis=1)
         if not keep_B.any():
             return

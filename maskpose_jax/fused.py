@@ -279,6 +279,15 @@ def example_views(batch, loss_config):
                 valid=valid_BxV)
 
 
+def pose_objective(joints_world_Jx3, example, loss_config, image_size, weights,
+                   capsule_width=None, body_radii_mm=None, body_scale=1.0):
+    """The weighted sum of `pose_mask_terms` (terms of POSE_TERMS not in `weights` weigh 0): the
+    objective of the network-in-the-loop fit and of its cache (no physique network)."""
+    terms = pose_mask_terms(joints_world_Jx3, example, loss_config, image_size, None,
+                            capsule_width, body_radii_mm, body_scale)
+    return sum(weights[t] * terms[t] for t in POSE_TERMS if t in weights)
+
+
 def refine_pose(joints_world_Jx3, example, loss_config, image_size, weights, steps, lr_mm,
                 capsule_width=None, body_radii_mm=None, body_scale=1.0):
     """`steps` Adam steps (learning rate `lr_mm`) of the weighted POSE_TERMS from a start pose.
@@ -300,12 +309,10 @@ def refine_pose(joints_world_Jx3, example, loss_config, image_size, weights, ste
     if loss_config.use_phys and capsule_width is None and body_radii_mm is None:
         raise ValueError("config.loss.refine_steps > 0 needs a fixed body (physique.kind "
                          "'capsules' or 'body'): the physique network has nothing to fit with")
-    names = [t for t in POSE_TERMS if t in weights]
 
     def total(joints_Jx3):
-        terms = pose_mask_terms(joints_Jx3, example, loss_config, image_size, None,
-                                capsule_width, body_radii_mm, body_scale)
-        return sum(weights[t] * terms[t] for t in names)
+        return pose_objective(joints_Jx3, example, loss_config, image_size, weights,
+                              capsule_width, body_radii_mm, body_scale)
 
     optimizer = optax.adam(float(lr_mm))
 
@@ -322,7 +329,7 @@ def refine_pose(joints_world_Jx3, example, loss_config, image_size, weights, ste
 
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
                 depth_range_mm, capsule_width=None, body_radii_mm=None, body_scale=1.0,
-                refine_weights=None):
+                refine_weights=None, cache=None):
     """The unsupervised training terms of a batch through one fused pose per example.
 
     Per example: the views' 2D are fused (`fuse_views`), `pose_mask_terms` scores the fused pose
@@ -344,20 +351,40 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         refine_weights: with `loss_config.refine_steps` > 0, the term weights of the
             network-in-the-loop fit (`refine_pose`): the depth and reproject targets are then the
             fused pose refined by that fit, not the fused pose itself.
+        cache: with refinement, the fit cache's entries of this batch (SPIN's dictionary of
+            fits): {"joints": BxJx3 world joints, mm; "filled": B, 1 where an entry is held}.
+            Per example the fit starts from whichever of the cached pose and the fused pose
+            scores the lower objective now (`pose_objective`, this step's weights), and the
+            new entry is the better of that start and its refinement: an example's fit improves
+            over its visits. No gradient reaches the cache.
 
     Returns:
         dict of batch means: FUSED_TERMS and the diagnostics "skel_iou", "view_gap_mm" (mean
         distance between each view's own lifted pose, at the fused pelvis, and the fused pose)
-        and "refine_mm" (mean distance the fit moved the joints; 0 without refinement).
+        and "refine_mm" (mean distance from the fused pose to the depth / reproject target; 0
+        without refinement). With a cache also "cache_used" (share of examples whose fit started
+        from the cached pose) and, not averaged, "cache_joints_BxJx3" (the new entries).
     """
     size = int(image_size)
     keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
     views = example_views(batch, loss_config)
-    refine_steps = int(loss_config.get("refine_steps", 0))
+    refine_steps = int(loss_config.refine_steps)
     if refine_steps and refine_weights is None:
         raise ValueError("config.loss.refine_steps > 0: fused_terms needs refine_weights")
+    if cache is not None and not refine_steps:
+        raise ValueError("a fit cache needs config.loss.refine_steps > 0")
+    num_examples = keypoints_BxVxJx3.shape[0]
+    if cache is None:  # vmapped placeholders, never read
+        cached = dict(joints=jnp.zeros((num_examples, 1, 1)), filled=jnp.zeros((num_examples,)))
+    else:
+        cached = dict(joints=jnp.asarray(cache["joints"], jnp.float32),
+                      filled=jnp.asarray(cache["filled"], jnp.float32))
 
-    def per_example(keypoints_VxJx3, example):
+    def objective(joints_Jx3, example):
+        return pose_objective(joints_Jx3, example, loss_config, size, refine_weights,
+                              capsule_width, body_radii_mm, body_scale)
+
+    def per_example(keypoints_VxJx3, example, cached):
         valid_V = example["valid"]
         cameras = (example["crop"], example["intrinsics"], example["extrinsics"])
         multi = jnp.sum(valid_V) >= 2
@@ -379,9 +406,21 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         xy_VxJx2 = jax.lax.stop_gradient(out.pop("kp_VxJx2"))
         out["refine_mm"] = jnp.zeros((), jnp.float32)
         if refine_steps:
-            refined = refine_pose(target, example, loss_config, size, refine_weights,
+            start = target
+            if cache is not None:
+                fused_loss = objective(target, example)
+                cached_loss = jnp.where(cached["filled"] > 0,
+                                        objective(cached["joints"], example), jnp.inf)
+                use_cached = cached_loss < fused_loss
+                start = jnp.where(use_cached, cached["joints"], target)
+                start_loss = jnp.minimum(cached_loss, fused_loss)
+                out["cache_used"] = use_cached.astype(jnp.float32)
+            refined = refine_pose(start, example, loss_config, size, refine_weights,
                                   refine_steps, float(loss_config.refine_lr_mm), capsule_width,
                                   body_radii_mm, body_scale)
+            if cache is not None:  # Adam may overshoot: keep the better of start and fit
+                refined = jnp.where(objective(refined, example) < start_loss, refined, start)
+                out["cache_joints_BxJx3"] = refined
             out["refine_mm"] = jnp.mean(jnp.linalg.norm(refined - target, axis=-1))
             target = refined
             xy_VxJx2 = project_pose(target, example["crop"], example["intrinsics"],
@@ -400,5 +439,5 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         return out
 
     with jax.named_scope("rendering"):
-        per = jax.vmap(per_example)(keypoints_BxVxJx3, views)
-    return {k: jnp.mean(v) for k, v in per.items()}
+        per = jax.vmap(per_example)(keypoints_BxVxJx3, views, cached)
+    return {k: v if k.endswith("_BxJx3") else jnp.mean(v) for k, v in per.items()}

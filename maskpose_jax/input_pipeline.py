@@ -26,6 +26,9 @@ from scipy import ndimage
 # What the training step sees.
 TRAIN_FIELDS = ("image", "mask", "weight", "outside_distance", "intrinsics", "extrinsics", "crop",
                 "distortion")
+# The position of an example in its split, on request (`extra_fields`): the key of the
+# network-in-the-loop fit's cache. An identifier, not a label.
+INDEX_FIELD = "index"
 # What the evaluation step sees in addition.
 EVAL_FIELDS = TRAIN_FIELDS + ("joints_world", "subject", "action", "frame")
 _PER_VIEW = frozenset(TRAIN_FIELDS)
@@ -134,14 +137,21 @@ def _examples(
     if len(source) < process_count:
         raise ValueError(
             f"{label} has {len(source)} examples, fewer than {process_count} processes")
-    ds = grain.MapDataset.source(source)[process_index::process_count]
+    ds = grain.MapDataset.source(source)
+    with_index = INDEX_FIELD in fields
+    if with_index:  # the position in the whole source, before slicing and shuffling
+        ds = ds.map_with_index(lambda index, raw: (index, raw))
+    ds = ds[process_index::process_count]
     if training:
         if len(ds) < batch_size:
             raise ValueError(
                 f"per-process batch size {batch_size} exceeds the {len(ds)} examples of this "
                 f"process ({label})")
         ds = ds.shuffle(seed=seed).repeat()
-    ds = ds.map(decode_example)
+    if with_index:
+        ds = ds.map(lambda pair: {**decode_example(pair[1]), INDEX_FIELD: np.int32(pair[0])})
+    else:
+        ds = ds.map(decode_example)
     if training and augment:
         ds = ds.random_map(photometric_augment, seed=seed + 1)
     return ds.map(_select(fields, views))
@@ -177,7 +187,8 @@ def make_dataset(
         num_threads, prefetch: grain read threads and prefetch buffer (elements).
         views: indices of the views to keep (all when empty).
         extra_fields: fields added to a training batch. Only the supervised `oracle` reference
-            asks for `joints_world` here; the unsupervised configurations never do.
+            asks for `joints_world` here; the unsupervised configurations never do. `index`
+            (INDEX_FIELD) adds each example's position in `source` (int32).
 
     Returns:
         A `grain.IterDataset` of dict batches with leading axis `global_batch_size / process_count`.

@@ -41,6 +41,9 @@ class TrainState(flax.struct.PyTreeNode):
     params: Any            # {"detector": ..., "physique": ...}
     batch_stats: Any       # the detector's BatchNorm statistics ({} with GroupNorm)
     opt_state: Any
+    # The network-in-the-loop fit's cache (config.loss.fit_cache): {"joints": NxJx3 world joints
+    # (mm), "filled": N} over the N examples of the training split; {} without one.
+    fit_cache: Any = flax.struct.field(default_factory=dict)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,8 +72,30 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, m
     return detector, physique
 
 
-def init_state(config, detector, physique, optimizer, image_size: int, mesh) -> TrainState:
-    """Creates the state directly on `mesh`, replicated (no host copy of the parameters)."""
+def fit_cache_size(config, train_source) -> int:
+    """Entries of the fit cache: the training split's examples with config.loss.fit_cache, else 0.
+
+    Raises:
+        ValueError: the cache without refinement, the fused path or a single training source.
+    """
+    if not config.loss.fit_cache:
+        return 0
+    if not int(config.loss.refine_steps):
+        raise ValueError("config.loss.fit_cache keeps the fits of config.loss.refine_steps: "
+                         "set refine_steps > 0")
+    if config.loss.supervision != "masks":
+        raise ValueError("config.loss.fit_cache fits poses to masks: it needs "
+                         "config.loss.supervision = 'masks'")
+    if config.data.mix:
+        raise ValueError("config.loss.fit_cache indexes the examples of one training split: it "
+                         "cannot be used with config.data.mix")
+    return len(train_source)
+
+
+def init_state(config, detector, physique, optimizer, image_size: int, mesh,
+               cache_size: int = 0) -> TrainState:
+    """Creates the state directly on `mesh`, replicated (no host copy of the parameters), with a
+    fit cache of `cache_size` empty entries (`fit_cache_size`; 0 = none)."""
 
     def init(key):
         det_key, phys_key = jax.random.split(key)
@@ -78,9 +103,13 @@ def init_state(config, detector, physique, optimizer, image_size: int, mesh) -> 
         det_vars = detector.init(det_key, images, train=False)
         phys_vars = physique.init(phys_key, jnp.zeros((1, image_size, image_size), jnp.float32))
         params = {"detector": det_vars["params"], "physique": phys_vars["params"]}
+        fit_cache = {}
+        if cache_size:
+            fit_cache = {"joints": jnp.zeros((cache_size, skeleton.NUM_JOINTS, 3), jnp.float32),
+                         "filled": jnp.zeros((cache_size,), jnp.float32)}
         return TrainState(step=jnp.zeros([], jnp.int32), params=params,
                           batch_stats=det_vars.get("batch_stats", {}),
-                          opt_state=optimizer.init(params))
+                          opt_state=optimizer.init(params), fit_cache=fit_cache)
 
     # rbg keys: the same parameters for a seed, and a far faster initialisation on CPU.
     key = jax.random.key(config.seed, impl="rbg")
@@ -131,9 +160,12 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
     loss_config = config.loss
     capsule_width = physique_capsule_width(config)
     fusion = bool(config.loss.fusion)
+    if int(config.loss.refine_steps) and not fusion:
+        raise ValueError("config.loss.refine_steps > 0 refines the fused pose: it needs "
+                         "config.loss.fusion = True")
     body_radii = physique_body_radii(config)
 
-    def loss_fn(params, state, batch):
+    def loss_fn(params, state, batch, cache):
         b, v = batch["image"].shape[:2]
         images = batch["image"].reshape(b * v, *batch["image"].shape[2:])
         # Named scopes label the profile's ops (benchmarks/train_step.py splits time by them).
@@ -154,7 +186,7 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
                                           image_size, depth_range, capsule_width=capsule_width,
                                           body_radii_mm=body_radii,
                                           body_scale=cascade.body_scale(state.step, stages),
-                                          refine_weights=weights)
+                                          refine_weights=weights, cache=cache)
             else:
                 terms = losses.mask_terms(keypoints, batch, physique_apply, loss_config,
                                           image_size, depth_range, capsule_width=capsule_width)
@@ -165,9 +197,18 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
         # Only the fields a training batch may carry reach the losses (no ground truth, except
         # for the supervised oracle reference, which asks for it by name).
         fields = input_pipeline.TRAIN_FIELDS + (("joints_world",) if oracle else ())
+        cache = None
+        if state.fit_cache:  # the entries of this batch's examples (no gradient)
+            fields += ("index",)
+            cache = {k: v[batch["index"]] for k, v in state.fit_cache.items()}
         batch = {k: batch[k] for k in fields + ("view_valid",) if k in batch}
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (total, (terms, batch_stats)), grads = grad_fn(state.params, state, batch)
+        (total, (terms, batch_stats)), grads = grad_fn(state.params, state, batch, cache)
+        fit_cache = state.fit_cache
+        if cache is not None:
+            fit_cache = {"joints": fit_cache["joints"].at[batch["index"]].set(
+                             terms.pop("cache_joints_BxJx3")),
+                         "filled": fit_cache["filled"].at[batch["index"]].set(1.0)}
         with jax.named_scope("optimizer"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             new_params = optax.apply_updates(state.params, updates)
@@ -176,7 +217,7 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
             batch_stats = jax.tree.map(lambda n, o: jnp.where(active, n, o), batch_stats,
                                        state.batch_stats)
         new_state = TrainState(step=state.step + 1, params=new_params,
-                               batch_stats=batch_stats, opt_state=opt_state)
+                               batch_stats=batch_stats, opt_state=opt_state, fit_cache=fit_cache)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
         # A non-finite step changes nothing: the loop stops on it and saves this state.
@@ -276,7 +317,12 @@ def restore_latest(config, workdir: str, image_size: int, mesh):
                                 f"(python -m experiments.train --workdir={workdir} ...)")
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = init_state(config, detector, physique, optimizer, image_size, mesh)
+    cache_size = 0
+    if config.loss.fit_cache:
+        builder = datasets.get_builder(config)
+        cache_size = fit_cache_size(
+            config, data_builders.data_source(builder, config.data.train_split))
+    state = init_state(config, detector, physique, optimizer, image_size, mesh, cache_size)
     state, _, _ = checkpointer.restore(state)
     checkpointer.close()
     return state
@@ -320,8 +366,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     builder = datasets.get_builder(config)
     train_source = data_builders.data_source(builder, config.data.train_split)
-    # In-training evaluation reads the val split; the test split is experiments.evaluate's.
-    eval_source = data_builders.data_source(builder, config.data.val_split)
+    # In-training evaluation reads the val split only; the test split is experiments.evaluate's,
+    # read once per reported run. A dataset without a val split (val_split "") trains blind.
+    eval_source = None
+    if config.data.val_split:
+        eval_source = data_builders.data_source(builder, config.data.val_split)
+    else:
+        reporting.say("config.data.val_split is empty: no in-training evaluation (the test split "
+                      "is read by experiments.evaluate alone)")
     image_size = datasets.image_size_of(train_source)
     # Every training source (mixtures included) is opened, or built, before anything compiles.
     train_dataset = datasets.make_train_dataset(config, train_source)
@@ -329,7 +381,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh()
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = init_state(config, detector, physique, optimizer, image_size, mesh)
+    state = init_state(config, detector, physique, optimizer, image_size, mesh,
+                       fit_cache_size(config, train_source))
     train_step = make_train_step(config, detector, physique, optimizer, image_size, mesh)
     predict = make_predict(detector)
     visualize = make_visualize(config, detector, physique, image_size)
@@ -393,7 +446,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 panel = visualization.training_panel(images, np.asarray(keypoints),
                                                      np.asarray(skel), np.asarray(phys), masks)
                 reporter.images(step, {"train/prediction": panel})
-            if (config.train.eval_every and step % config.train.eval_every == 0) or step == total:
+            if eval_source is not None and (
+                    (config.train.eval_every and step % config.train.eval_every == 0)
+                    or step == total):
                 local = local_copy(state)
                 results = evaluate(config, predict, local.params, local.batch_stats, eval_source,
                                    image_size, config.train.eval_examples)

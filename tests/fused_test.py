@@ -164,9 +164,8 @@ def fused_batch(rng, num_examples=2, num_views=3):
 
 
 def fused_config(**overrides):
-    """The default's loss config, without the network-in-the-loop fit unless asked for."""
+    """The default's loss config with `overrides` set."""
     config = copy.deepcopy(synthetic.get_config().loss)
-    config.refine_steps = 0
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -337,3 +336,51 @@ def test_refined_targets_replace_the_fused_pose_and_need_a_fixed_body():
     with pytest.raises(ValueError, match="refine_steps > 0 needs a fixed body"):
         fused.fused_terms(keypoints, batch, lambda m: m, fused_config(refine_steps=3), SIZE,
                           DEPTH_RANGE_MM, refine_weights=weights)
+
+
+def test_fit_cache_starts_from_the_better_pose_and_never_gets_worse():
+    """Per example the fit starts from the cached pose or the fused pose, whichever scores lower,
+    and the new entry scores no higher than that start; an empty entry is never read."""
+    batch = fused_batch(np.random.default_rng(15))
+    keypoints = jnp.asarray(np.random.default_rng(16).normal(0, 0.3, (2, 3, 17, 3)), jnp.float32)
+    weights = dict(phys=1.0, inside=1.0, sym=10.0)
+    config = fused_config(refine_steps=3)
+    views = fused.example_views(batch, config)
+    truth = jnp.asarray(batch["joints_world"])
+
+    def objective(joints_BxJx3):
+        return np.asarray(jax.vmap(lambda j, e: fused.pose_objective(
+            j, e, config, SIZE, weights, capsule_width=1.2e-2))(joints_BxJx3, views))
+
+    def run(cache):
+        return fused.fused_terms(keypoints, batch, None, config, SIZE, DEPTH_RANGE_MM,
+                                 capsule_width=1.2e-2, refine_weights=weights, cache=cache)
+
+    plain = fused.fused_terms(keypoints, batch, None, config, SIZE, DEPTH_RANGE_MM,
+                              capsule_width=1.2e-2, refine_weights=weights)
+    # An empty cache (garbage joints, filled 0): the fit of the fused pose, as without a cache.
+    empty = run({"joints": jnp.full_like(truth, 1e6), "filled": jnp.zeros(2)})
+    assert float(empty["cache_used"]) == 0.0
+    assert float(empty["refine_mm"]) == pytest.approx(float(plain["refine_mm"]), rel=1e-4)
+    # Example 0 holds a pose that scores below its fused pose, example 1 one that scores above.
+    fused_BxJx3 = jax.vmap(lambda k, e: fused.fuse_views(
+        k, e["crop"], e["intrinsics"], e["extrinsics"], e["valid"], SIZE))(keypoints, views)
+    fused_loss = objective(fused_BxJx3)
+    better_0 = fused.refine_pose(fused_BxJx3[0], jax.tree.map(lambda a: a[0], views), config,
+                                 SIZE, weights, 20, 10.0, capsule_width=1.2e-2)
+    worse_1 = fused_BxJx3[1] + 300.0
+    cached = jnp.stack([better_0, worse_1])
+    assert objective(cached)[0] < fused_loss[0] and objective(cached)[1] > fused_loss[1]
+    held = run({"joints": cached, "filled": jnp.ones(2)})
+    assert float(held["cache_used"]) == 0.5
+    new_BxJx3 = held["cache_joints_BxJx3"]
+    assert new_BxJx3.shape == (2, 17, 3)
+    start_loss = np.minimum(objective(cached), fused_loss)
+    assert (objective(new_BxJx3) <= start_loss + 1e-6).all()
+    # Example 1's fit started from its fused pose: as without a cache.
+    np.testing.assert_allclose(np.asarray(new_BxJx3[1]), np.asarray(empty["cache_joints_BxJx3"][1]),
+                               atol=1e-3)
+    with pytest.raises(ValueError, match="refine_steps > 0"):
+        fused.fused_terms(keypoints, batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
+                          capsule_width=1.2e-2, refine_weights=weights,
+                          cache={"joints": truth, "filled": jnp.ones(2)})

@@ -46,7 +46,8 @@ def _setup(config, mesh):
     image_size = datasets.image_size_of(source)
     detector, physique = train.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = train.init_state(config, detector, physique, optimizer, image_size, mesh)
+    state = train.init_state(config, detector, physique, optimizer, image_size, mesh,
+                             train.fit_cache_size(config, source))
     step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
     return source, state, step
 
@@ -93,15 +94,17 @@ def test_one_compilation_across_stage_boundaries(data_dir, variant, names):
 
 
 @pytest.mark.parametrize("variant", ["default", "paper", "no_physique", "single_view",
-                                     "no_cascade", "capsule_body"])
+                                     "no_cascade", "capsule_body", "refine_cache"])
 def test_training_batches_carry_no_ground_truth(data_dir, variant):
     config = _config(data_dir, variant)
     source = data_builders.data_source(datasets.get_builder(config), "train")
     batch = _batches(config, source, 1)[0]
-    assert set(batch) == set(input_pipeline.TRAIN_FIELDS)
+    # The fit cache's key is the example's position in the split, an identifier.
+    extra = {input_pipeline.INDEX_FIELD} if config.loss.fit_cache else set()
+    assert set(batch) == set(input_pipeline.TRAIN_FIELDS) | extra
 
 
-@pytest.mark.parametrize("variant", ["default", "refine"])
+@pytest.mark.parametrize("variant", ["default", "refine", "refine_cache"])
 def test_train_step_ignores_ground_truth_it_is_handed(data_dir, variant):
     """Even a batch that carries the truth trains exactly as one that does not."""
     config = _config(data_dir, variant)
@@ -109,12 +112,43 @@ def test_train_step_ignores_ground_truth_it_is_handed(data_dir, variant):
     source, state, step = _setup(config, mesh)
     batch = _batches(config, source, 1)[0]
     poisoned = {**batch, "joints_world": np.full((4, 17, 3), np.nan, np.float32)}
-    _, clean = step(jax.tree.map(jnp.copy, state), sharding.shard_batch(batch, mesh))
-    _, dirty = step(state, sharding.shard_batch(poisoned, mesh))
+    clean_state, clean = step(jax.tree.map(jnp.copy, state), sharding.shard_batch(batch, mesh))
+    dirty_state, dirty = step(state, sharding.shard_batch(poisoned, mesh))
     for key in clean:
         np.testing.assert_array_equal(clean[key], dirty[key])
+    for a, b in zip(jax.tree.leaves(clean_state), jax.tree.leaves(dirty_state)):
+        np.testing.assert_array_equal(a, b)
     # The network-in-the-loop fit runs in the step (and only where asked for).
-    assert (float(clean["refine_mm"]) > 0.0) == (variant == "refine")
+    assert (float(clean["refine_mm"]) > 0.0) == variant.startswith("refine")
+
+
+def test_fit_cache_holds_each_visited_examples_fit(data_dir):
+    """The cache has one entry per training example; a step fills exactly its batch's entries,
+    and a second visit starts from them where they score better than the new prediction."""
+    config = _config(data_dir, "refine_cache")
+    mesh = sharding.make_mesh()
+    source, state, step = _setup(config, mesh)
+    assert state.fit_cache["joints"].shape == (len(source), 17, 3)
+    batch = _batches(config, source, 1)[0]
+    index = np.asarray(batch[input_pipeline.INDEX_FIELD])
+    assert len(set(index.tolist())) == len(index) and index.max() < len(source)
+    state, metrics = step(state, sharding.shard_batch(batch, mesh))
+    assert float(metrics["cache_used"]) == 0.0 and "cache_joints_BxJx3" not in metrics
+    filled = np.asarray(state.fit_cache["filled"])
+    np.testing.assert_array_equal(np.flatnonzero(filled), np.sort(index))
+    joints = np.asarray(state.fit_cache["joints"])
+    assert np.isfinite(joints).all() and np.abs(joints[index]).min(axis=(1, 2)).max() > 0
+    assert not joints[np.flatnonzero(filled == 0)].any()
+    _, again = step(state, sharding.shard_batch(batch, mesh))
+    assert float(again["cache_used"]) > 0.0
+    with pytest.raises(ValueError, match="config.loss.refine_steps"):
+        bad = _config(data_dir, "refine_cache")
+        bad.loss.refine_steps = 0
+        train.fit_cache_size(bad, source)
+    with pytest.raises(ValueError, match="config.data.mix"):
+        bad = _config(data_dir, "refine_cache")
+        bad.data.mix = [{"name": "synthetic", "weight": 1.0}]
+        train.fit_cache_size(bad, source)
 
 
 def test_capsules_variant_trains_the_detector_only(data_dir):
@@ -324,3 +358,10 @@ def test_real_data_path_end_to_end(tmp_path):
     results = json.load(open(workdir / "results.json"))
     assert results["num_examples"] == results["num_single_view"] > 0
     assert np.isfinite(results["mpjpe"]) and np.isfinite(results["p_mpjpe"])
+
+
+def test_refine_steps_need_the_fused_path():
+    config = tiny.get_config("paper")
+    config.loss.refine_steps = 4
+    with pytest.raises(ValueError, match="config.loss.fusion"):
+        train.make_train_step(config, None, None, None, 32, None)

@@ -17,7 +17,6 @@ def get_config(variant: str = "default"):
     c.data.options.image_size = 32
     c.data.options.num_views = 2
     c.data.options.subjects_per_pose = 1
-    c.data.val_split = "test"      # the dummy clips hold no val clip
     c.data.num_threads = 1
     c.data.prefetch = 2
     c.model.width = 4

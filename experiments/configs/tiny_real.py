@@ -29,6 +29,7 @@ def get_config(variant: str = "h36m"):
         raise ValueError(f"unknown variant {variant!r} of tiny_real.py; variants: {VARIANTS}")
     c = tiny.get_config()
     c.variant = variant
+    c.data.val_split = ""  # as in the real configs: their protocols have no val split
     if variant == "mpi_inf_3dhp":
         c.data.name = "mpi_inf_3dhp"
         c.data.options = ml_collections.ConfigDict(dict(
