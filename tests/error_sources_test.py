@@ -37,7 +37,8 @@ def test_rows_exchange_only_the_part_they_name():
     np.testing.assert_allclose(rows["pred xy + fused z"][..., :2], pred[..., :2])
     np.testing.assert_allclose(rows["pred xy + fused z"][..., 2], rows["fused"][..., 2])
     # The fused pose is one world pose: its depths in a view follow from an independent NumPy
-    # least-squares triangulation of the predicted 2D, moved into that camera.
+    # float64 triangulation of the predicted 2D (geometry.triangulate's estimator: each view's
+    # two planes scaled to unit normals, least squares over the point), moved into that camera.
     for b in range(2):
         points = []
         for j in range(17):
@@ -48,9 +49,10 @@ def test_rows_exchange_only_the_part_they_name():
                 u, w = (np.linalg.inv(crop) @ np.append(uv_crop, 1.0))[:2]
                 proj = (batch["intrinsics"][b, v].astype(np.float64)
                         @ batch["extrinsics"][b, v].astype(np.float64))
-                rows_a += [u * proj[2] - proj[0], w * proj[2] - proj[1]]
-            _, _, vt = np.linalg.svd(np.asarray(rows_a))
-            points.append(vt[-1, :3] / vt[-1, 3])
+                for plane in (u * proj[2] - proj[0], w * proj[2] - proj[1]):
+                    rows_a.append(plane / np.linalg.norm(plane[:3]))
+            planes = np.asarray(rows_a)
+            points.append(np.linalg.lstsq(planes[:, :3], -planes[:, 3], rcond=None)[0])
         world = np.asarray(points)
         for v in range(4):
             ext = batch["extrinsics"][b, v].astype(np.float64)
