@@ -252,6 +252,45 @@ def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, 
     return geometry.triangulate(uv_VxJx2, proj_Vx3x4, weights_VxJ, ridge=1e-6)
 
 
+def consistent_labels(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
+                      distortion_Vx5, valid_V, image_size):
+    """The views' keypoints with left and right exchanged in the views that disagree.
+
+    One image rarely tells a person's left leg from the right, so the views of one frame may
+    label them differently, and a triangulation that mixes them puts both legs between the two.
+    Every pattern of exchanged views (2^(V-1), the first view kept) is triangulated
+    (`fuse_views`); the pattern whose fused pose reprojects closest to the relabelled 2D (mean
+    distance over valid views and joints, normalized crop units) wins, or its complement when
+    that exchanges fewer of the valid views (the same pose, relabelled: the majority's labels).
+    The choice carries no gradient; the exchanged keypoints do.
+
+    Returns:
+        VxJx3 keypoints, each view as predicted or with `skeleton.FLIP_PERMUTATION` applied.
+    """
+    num_views = keypoints_VxJx3.shape[0]
+    flip = np.asarray(skeleton.FLIP_PERMUTATION)
+    patterns_PxV = np.array([[(p >> v) & 1 for v in range(num_views)]
+                             for p in range(0, 2 ** num_views, 2)], bool)
+
+    def relabel(pattern_V, kp_VxJx3):
+        return jnp.where(pattern_V[:, None, None], kp_VxJx3[:, flip], kp_VxJx3)
+
+    def residual(pattern_V):
+        kp_VxJx3 = jax.lax.stop_gradient(relabel(pattern_V, keypoints_VxJx3))
+        world_Jx3 = fuse_views(kp_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V,
+                               image_size)
+        xy_VxJx2 = project_pose(world_Jx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
+                                distortion_Vx5, image_size)
+        distance_V = jnp.mean(jnp.linalg.norm(xy_VxJx2 - kp_VxJx3[..., :2], axis=-1), axis=-1)
+        return _masked_mean(distance_V, valid_V)
+
+    patterns = jnp.asarray(patterns_PxV)
+    best_V = patterns[jnp.argmin(jax.vmap(residual)(patterns))]
+    exchanged = jnp.sum(best_V * valid_V)
+    best_V = jnp.where(exchanged > jnp.sum(valid_V) / 2, ~best_V, best_V)
+    return relabel(best_V, keypoints_VxJx3)
+
+
 def relative_depths(joints_world_Jx3, extrinsics_Vx3x4, depth_range_mm):
     """VxJ: each joint's camera depth minus the pelvis's, in the detector's z units."""
     def one(extrinsics_3x4):
@@ -351,6 +390,10 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         refine_weights: with `loss_config.refine_steps` > 0, the term weights of the
             network-in-the-loop fit (`refine_pose`): the depth and reproject targets are then the
             fused pose refined by that fit, not the fused pose itself.
+            With `loss_config.refine_swap` every start is also tried with left and right
+            exchanged (`skeleton.FLIP_PERMUTATION`), the fit starting from the lower objective:
+            the masks hardly tell a pose from its relabelling, the body's toes and the knee prior
+            do.
         cache: with refinement, the fit cache's entries of this batch (SPIN's dictionary of
             fits): {"joints": BxJx3 world joints, mm; "filled": B, 1 where an entry is held}.
             Per example the fit starts from whichever of the cached pose and the fused pose
@@ -363,12 +406,15 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         distance between each view's own lifted pose, at the fused pelvis, and the fused pose)
         and "refine_mm" (mean distance from the fused pose to the depth / reproject target; 0
         without refinement). With a cache also "cache_used" (share of examples whose fit started
-        from the cached pose) and, not averaged, "cache_joints_BxJx3" (the new entries).
+        from the cached pose) and, not averaged, "cache_joints_BxJx3" (the new entries); with
+        refine_swap "refine_swapped" (share of fits started from a relabelled pose)
     """
     size = int(image_size)
     keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
     views = example_views(batch, loss_config)
     refine_steps = int(loss_config.refine_steps)
+    swap = bool(loss_config.refine_swap)
+    relabel = bool(loss_config.consistent_labels)
     if refine_steps and refine_weights is None:
         raise ValueError("config.loss.refine_steps > 0: fused_terms needs refine_weights")
     if cache is not None and not refine_steps:
@@ -397,8 +443,12 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
                                                depth_range_mm)
         joints_world_Jx3 = lifted_VxJx3[jnp.argmax(valid_V)]
         if keypoints_VxJx3.shape[0] >= 2:
-            fused_Jx3 = fuse_views(keypoints_VxJx3, *cameras, jnp.where(multi, valid_V, 1.0),
-                                   size)
+            fuse_valid_V = jnp.where(multi, valid_V, 1.0)
+            fuse_input_VxJx3 = keypoints_VxJx3
+            if relabel:  # only the fusion sees the exchanged labels; the targets teach the raw
+                fuse_input_VxJx3 = consistent_labels(keypoints_VxJx3, *cameras,
+                                                     example["distortion"], fuse_valid_V, size)
+            fused_Jx3 = fuse_views(fuse_input_VxJx3, *cameras, fuse_valid_V, size)
             joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
                               capsule_width, body_radii_mm, body_scale)
@@ -406,15 +456,27 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         xy_VxJx2 = jax.lax.stop_gradient(out.pop("kp_VxJx2"))
         out["refine_mm"] = jnp.zeros((), jnp.float32)
         if refine_steps:
-            start = target
+            # Candidate starts: the fused pose, and the cached fit; with refine_swap each also
+            # with left and right exchanged. The fit starts from the lowest objective.
+            flip = np.asarray(skeleton.FLIP_PERMUTATION)
+            starts = [target] + ([target[flip]] if swap else [])
+            held = []
             if cache is not None:
-                fused_loss = objective(target, example)
-                cached_loss = jnp.where(cached["filled"] > 0,
-                                        objective(cached["joints"], example), jnp.inf)
-                use_cached = cached_loss < fused_loss
-                start = jnp.where(use_cached, cached["joints"], target)
-                start_loss = jnp.minimum(cached_loss, fused_loss)
-                out["cache_used"] = use_cached.astype(jnp.float32)
+                held = [cached["joints"]] + ([cached["joints"][flip]] if swap else [])
+            start = target
+            if len(starts) + len(held) > 1:
+                candidates_KxJx3 = jnp.stack(starts + held)
+                start_loss_K = jax.vmap(lambda j: objective(j, example))(candidates_KxJx3)
+                if held:  # an empty entry is never chosen
+                    start_loss_K = jnp.where(
+                        (jnp.arange(len(starts) + len(held)) < len(starts))
+                        | (cached["filled"] > 0), start_loss_K, jnp.inf)
+                best = jnp.argmin(start_loss_K)
+                start, start_loss = candidates_KxJx3[best], start_loss_K[best]
+                if swap:
+                    out["refine_swapped"] = (best % 2 == 1).astype(jnp.float32)
+                if held:
+                    out["cache_used"] = (best >= len(starts)).astype(jnp.float32)
             refined = refine_pose(start, example, loss_config, size, refine_weights,
                                   refine_steps, float(loss_config.refine_lr_mm), capsule_width,
                                   body_radii_mm, body_scale)

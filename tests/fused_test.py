@@ -384,3 +384,66 @@ def test_fit_cache_starts_from_the_better_pose_and_never_gets_worse():
         fused.fused_terms(keypoints, batch, None, fused_config(), SIZE, DEPTH_RANGE_MM,
                           capsule_width=1.2e-2, refine_weights=weights,
                           cache={"joints": truth, "filled": jnp.ones(2)})
+
+
+def test_consistent_labels_undo_the_minoritys_left_right_exchange():
+    crop, k, ext, joints = rig(np.random.default_rng(17), 4)
+    distortion = np.zeros((4, 5), np.float32)
+    truth = np.asarray(multiview.oracle_targets(joints, crop, k, ext, distortion, SIZE,
+                                                DEPTH_RANGE_MM))
+    flip = np.asarray(skeleton.FLIP_PERMUTATION)
+
+    def exchanged(views):
+        out = truth.copy()
+        out[list(views)] = out[list(views)][:, flip]
+        return out
+
+    def relabel(keypoints, valid=np.ones(4, np.float32)):
+        return np.asarray(fused.consistent_labels(jnp.asarray(keypoints), crop, k, ext,
+                                                  distortion, jnp.asarray(valid), SIZE))
+
+    np.testing.assert_allclose(relabel(truth), truth)
+    np.testing.assert_allclose(relabel(exchanged([2])), truth)
+    np.testing.assert_allclose(relabel(exchanged([1, 3])), truth)  # a tie keeps the first view's
+    # Three of four exchanged: the majority's labels win, so the first view is exchanged.
+    np.testing.assert_allclose(relabel(exchanged([1, 2, 3])), exchanged([0, 1, 2, 3]))
+    # An invalid view's labels do not count (its garbage is never read).
+    garbage = exchanged([0]).copy()
+    garbage[0] = np.nan
+    got = relabel(garbage, np.array([0, 1, 1, 1], np.float32))
+    np.testing.assert_allclose(got[1:], truth[1:])
+    # Through the fusion, the triangulated pose of a relabelled set is the truth again.
+    terms = fused.fused_terms(jnp.asarray(exchanged([2]))[None], {
+        "crop": crop[None], "intrinsics": k[None], "extrinsics": ext[None],
+        "distortion": distortion[None], "mask": np.zeros((1, 4, SIZE, SIZE), np.float32),
+        "weight": np.ones((1, 4, SIZE, SIZE), np.float32),
+        "outside_distance": np.zeros((1, 4, SIZE, SIZE), np.float32)}, None,
+        fused_config(consistent_labels=True), SIZE, DEPTH_RANGE_MM, capsule_width=1.2e-2)
+    # The target is the truth, so view 2 alone is taught to exchange its labels back.
+    want = np.mean(np.abs(truth[2, flip, :2] - truth[2, :, :2])) / 4
+    assert float(terms["reproject"]) == pytest.approx(want, rel=1e-3)
+
+
+def test_refine_swap_starts_from_the_relabelling_of_lower_objective():
+    batch = fused_batch(np.random.default_rng(18))
+    keypoints = jnp.asarray(np.random.default_rng(19).normal(0, 0.3, (2, 3, 17, 3)), jnp.float32)
+    weights = dict(phys=1.0, inside=1.0, sym=10.0, bend=1.0)
+    config = fused_config(refine_steps=2, refine_swap=True)
+    views = fused.example_views(batch, config)
+    flip = np.asarray(skeleton.FLIP_PERMUTATION)
+    got = fused.fused_terms(keypoints, batch, None, config, SIZE, DEPTH_RANGE_MM,
+                            capsule_width=1.2e-2, refine_weights=weights)
+    swapped, moved = [], []
+    for b in range(2):
+        example = jax.tree.map(lambda a: a[b], views)
+        pose = fused.fuse_views(keypoints[b], example["crop"], example["intrinsics"],
+                                example["extrinsics"], example["valid"], SIZE)
+        loss = [float(fused.pose_objective(p, example, config, SIZE, weights,
+                                           capsule_width=1.2e-2)) for p in (pose, pose[flip])]
+        start = pose[flip] if loss[1] < loss[0] else pose
+        swapped.append(float(loss[1] < loss[0]))
+        refined = fused.refine_pose(start, example, config, SIZE, weights, 2, 10.0,
+                                    capsule_width=1.2e-2)
+        moved.append(float(jnp.mean(jnp.linalg.norm(refined - pose, axis=-1))))
+    assert float(got["refine_swapped"]) == pytest.approx(np.mean(swapped))
+    assert float(got["refine_mm"]) == pytest.approx(np.mean(moved), rel=1e-3)

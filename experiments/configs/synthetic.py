@@ -152,6 +152,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     # The fit's cache (SPIN's dictionary of fits): every training example's best fit so far is
     # kept in the train state and warm-starts its next fit, so fits improve over the epochs.
     c.loss.fit_cache = False
+    # The fit also tries every start with left and right exchanged and starts from the lower loss.
+    c.loss.refine_swap = False
+    # The fusion exchanges left and right in the views whose labels disagree with the others'
+    # (fused.consistent_labels); the views then learn the majority's labels.
+    c.loss.consistent_labels = False
 
     # Cascade (DESIGN §9): ordered stages; weights of terms not named are 0.
     c.stages = [
