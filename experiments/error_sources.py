@@ -13,6 +13,14 @@ with one part exchanged:
   views' predicted 2D (`fused.fuse_views`), the target the default recipe trains depth toward;
 - `fused`: the triangulated pose itself, moved into each camera (how good the multi-view
   supervision the network learns from is);
+- `fused, consistent labels`: the same after `fused.consistent_labels` (no truth: whether
+  views that disagree on left and right spoil the triangulation);
+- `fused + fit`: the fused pose refined by `--fit_steps` Adam steps of the last stage's mask
+  and prior terms (`fused.refine_pose`, the network-in-the-loop fit run longer; no truth): how
+  good a target the fit makes of the network's own pose;
+- `template + fit`: the same fit from experiments/fit.py's template start (the standing
+  skeleton at the masks' triangulated centre, 4 yaws, the lowest final loss kept; no truth):
+  whether the network's pose is a better or a worse start than a generic one;
 - `constant`: the standing skeleton (`evaluation.template_keypoints`).
 
 Prints one table row per alternative: MPJPE, P-MPJPE, 2D-PCK, and the left/right consistency
@@ -21,30 +29,51 @@ across views.
 
 from absl import app
 from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
 
+import data_builders
 from experiments import flags as experiment_flags
+from maskpose_jax import datasets
+from maskpose_jax import evaluation
+from maskpose_jax import fused
+from maskpose_jax import input_pipeline
+from maskpose_jax import multiview
+from maskpose_jax import reporting
+from maskpose_jax import sharding
+from maskpose_jax import train
 
 _SPLIT = flags.DEFINE_string("split", "val", "Split to diagnose (the test split is read by "
                              "experiments.evaluate alone).")
 _EXAMPLES = flags.DEFINE_integer("examples", 256, "First N examples of the split (0 = all).")
+_FIT_STEPS = flags.DEFINE_integer("fit_steps", 100, "Adam steps of the `fused + fit` row (0: "
+                                  "no such row).")
 
 ROWS = ("prediction", "pred xy + true z", "true xy + pred z", "pred xy + fused z", "fused",
-        "constant")
+        "fused, consistent labels", "fused + fit", "template + fit", "constant")
 
 
-def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: float):
-    """{row name: B×V×J×3 keypoints} for every row of ROWS but `constant`.
+def world_keypoints(world_BxJx3, batch, image_size: int, depth_range_mm: float):
+    """B×V×J×3 keypoints of one world pose per example in its views: projected xy (with lens
+    distortion) and relative depth z, as the detector predicts them."""
+    f32 = {k: jnp.asarray(batch[k], jnp.float32)
+           for k in ("crop", "intrinsics", "extrinsics", "distortion")}
+    z = jax.vmap(fused.relative_depths, (0, 0, None))(world_BxJx3, f32["extrinsics"],
+                                                       depth_range_mm)
+    xy = jax.vmap(fused.project_pose, (0, 0, 0, 0, 0, None))(
+        world_BxJx3, f32["crop"], f32["intrinsics"], f32["extrinsics"], f32["distortion"],
+        image_size)
+    return jnp.concatenate([xy, z[..., None]], axis=-1)
+
+
+def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: float,
+                 fit=None):
+    """{row name: B×V×J×3 keypoints} for every row of ROWS but `constant` (and `fused + fit`
+    unless `fit`, a function of (B×J×3 fused world poses, batch) -> B×J×3 fits, is given).
 
     Reads the batch's ground truth (`joints_world`) for the `true` rows only.
     """
-    import jax  # pylint: disable=import-outside-toplevel
-    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    import numpy as np  # pylint: disable=import-outside-toplevel
-
-    from maskpose_jax import evaluation  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import fused  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import multiview  # pylint: disable=import-outside-toplevel
-
     pred = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
     f32 = {k: jnp.asarray(batch[k], jnp.float32)
            for k in ("joints_world", "crop", "intrinsics", "extrinsics", "distortion")}
@@ -52,34 +81,38 @@ def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: floa
         f32["joints_world"], f32["crop"], f32["intrinsics"], f32["extrinsics"],
         f32["distortion"], image_size, depth_range_mm)
     valid_BxV = jnp.asarray(evaluation.view_valid(batch), jnp.float32)
-    world_BxJx3 = jax.vmap(fused.fuse_views, (0, 0, 0, 0, 0, None))(
-        pred, f32["crop"], f32["intrinsics"], f32["extrinsics"], valid_BxV, image_size)
-    fused_z = jax.vmap(fused.relative_depths, (0, 0, None))(world_BxJx3, f32["extrinsics"],
-                                                             depth_range_mm)
-    fused_xy = jax.vmap(fused.project_pose, (0, 0, 0, 0, 0, None))(
-        world_BxJx3, f32["crop"], f32["intrinsics"], f32["extrinsics"], f32["distortion"],
-        image_size)
+    cameras = (f32["crop"], f32["intrinsics"], f32["extrinsics"])
+
+    def world_of(keypoints_BxVxJx3):
+        return jax.vmap(fused.fuse_views, (0, 0, 0, 0, 0, None))(
+            keypoints_BxVxJx3, *cameras, valid_BxV, image_size)
+
+    def fused_keypoints(keypoints_BxVxJx3):
+        return keypoints_of(world_of(keypoints_BxVxJx3))
+
+    def keypoints_of(world_BxJx3):
+        return world_keypoints(world_BxJx3, batch, image_size, depth_range_mm)
+
+    relabelled = jax.vmap(fused.consistent_labels, (0, 0, 0, 0, 0, 0, None))(
+        pred, *cameras, f32["distortion"], valid_BxV, image_size)
+    fused_pose = fused_keypoints(pred)
+    fused_z = fused_pose[..., 2]
     rows = {
         "prediction": pred,
         "pred xy + true z": pred.at[..., 2].set(truth[..., 2]),
         "true xy + pred z": truth.at[..., 2].set(pred[..., 2]),
         "pred xy + fused z": pred.at[..., 2].set(fused_z),
-        "fused": jnp.concatenate([fused_xy, fused_z[..., None]], axis=-1),
+        "fused": fused_pose,
+        "fused, consistent labels": fused_keypoints(relabelled),
     }
+    if fit is not None:
+        rows["fused + fit"] = keypoints_of(fit(world_of(pred), batch))
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
 def main(argv):
     del argv
-    import numpy as np  # pylint: disable=import-outside-toplevel
 
-    import data_builders  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import evaluation  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import input_pipeline  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import reporting  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
@@ -97,6 +130,44 @@ def main(argv):
     dataset = input_pipeline.make_dataset(
         source, global_batch_size=batch_size, training=False, num_threads=config.data.num_threads,
         prefetch=config.data.prefetch, views=tuple(config.data.views))
+    fit = None
+    if _FIT_STEPS.value:
+        stage = config.stages[-1]
+        weights = {t: float(w) for t, w in stage.loss_weights.items() if t in fused.POSE_TERMS}
+        capsule_width = train.physique_capsule_width(config)
+        body_radii = train.physique_body_radii(config)
+
+        @jax.jit
+        def fit_views(world_BxJx3, views):
+            return jax.vmap(lambda j, e: fused.refine_pose(
+                j, e, config.loss, image_size, weights, _FIT_STEPS.value,
+                float(config.loss.refine_lr_mm), capsule_width, body_radii,
+                float(stage.body_scale)))(world_BxJx3, views)
+
+        objective = jax.jit(jax.vmap(lambda j, e: fused.pose_objective(
+            j, e, config.loss, image_size, weights, capsule_width, body_radii,
+            float(stage.body_scale))))
+
+        def views_of(batch):
+            train_batch = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS if k in batch}
+            return fused.example_views(train_batch, config.loss)
+
+        def fit_of(world_BxJx3, batch):
+            return fit_views(world_BxJx3, views_of(batch))
+
+        fit = fit_of
+
+        def template_fit(batch):
+            views = views_of(batch)
+            starts_BxKxJx3 = fused.template_starts(views, 4)
+            fits_KxBxJx3 = jnp.stack([fit_views(starts_BxKxJx3[:, k], views)
+                                      for k in range(starts_BxKxJx3.shape[1])])
+            loss_KxB = jnp.stack([objective(f, views) for f in fits_KxBxJx3])
+            best_B = jnp.argmin(loss_KxB, axis=0)
+            return fits_KxBxJx3[best_B, jnp.arange(best_B.shape[0])]
+    else:
+        accumulators.pop("fused + fit")
+        accumulators.pop("template + fit")
     for index, batch in enumerate(dataset):
         if index % 10 == 0:
             reporting.say(f"batch {index + 1} of {-(-len(source) // batch_size)}")
@@ -105,7 +176,10 @@ def main(argv):
         if count < batch_size:
             images = np.concatenate([images, np.repeat(images[-1:], batch_size - count, 0)])
         keypoints = np.asarray(predict(state.params, state.batch_stats, images))[:count]
-        rows = alternatives(keypoints, batch, image_size, depth_range)
+        rows = alternatives(keypoints, batch, image_size, depth_range, fit)
+        if fit is not None:
+            rows["template + fit"] = world_keypoints(template_fit(batch), batch, image_size,
+                                                     depth_range)
         rows["constant"] = np.broadcast_to(evaluation.template_keypoints(), keypoints.shape)
         for name, values in rows.items():
             accumulators[name].add(values, batch)
@@ -113,7 +187,7 @@ def main(argv):
     print(f"{config.data.name}/{_SPLIT.value}, variant {config.variant}, {workdir}")
     print("| keypoints | MPJPE | P-MPJPE | 2D-PCK | L/R consistency |")
     print("|---|---:|---:|---:|---:|")
-    for name in ROWS:
+    for name in accumulators:
         r = accumulators[name].results(threshold)
         print(f"| {name} | {r['mpjpe']:.1f} | {r['p_mpjpe']:.1f} | {r['pck2d']:.3f} | "
               f"{r['lr_consistency']:.2f} |")

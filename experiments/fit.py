@@ -9,8 +9,8 @@ with the config's loss (`fused.pose_mask_terms`), following its stages' weights 
 in turn (`--stage=all`, the steps shared like the stages') or one stage's (`--stage=INDEX`), from
 
     noiseS      the truth plus a random offset per joint of RMS length S mm;
-    template    `skeleton.STANDING_TEMPLATE_MM` centred on the point triangulated from the masks'
-                centroids, at `--restarts` yaws; the restart of lowest final loss is kept (no
+    template    the standing template centred on the point triangulated from the masks'
+                centroids (`fused.template_starts`), at `--restarts` yaws; the restart of lowest final loss is kept (no
                 ground truth in the choice).
 
 It prints, per start, MPJPE and P-MPJPE of the fits (as fitted, and after one global left/right
@@ -31,12 +31,8 @@ import data_builders
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
 from maskpose_jax import fused
-from maskpose_jax import geometry
 from maskpose_jax import input_pipeline
 from maskpose_jax import metrics
-from maskpose_jax import multiview
-from maskpose_jax import render
-from maskpose_jax import skeleton
 from maskpose_jax import train
 
 _EXAMPLES = flags.DEFINE_integer("examples", 64, "Examples, evenly spaced over the split.")
@@ -48,30 +44,6 @@ _STARTS = flags.DEFINE_list("starts", ["noise50", "noise100", "noise200", "templ
 _RESTARTS = flags.DEFINE_integer("restarts", 4, "Yaws of the template start.")
 _STAGE = flags.DEFINE_string("stage", "all", "Index of the stage whose loss weights are used, or "
                              "'all': every stage in turn, steps shared as the stages' steps.")
-
-
-def template_starts(views, restarts):
-    """BxKx17x3 template poses (mm) at K yaws about Z, centred on the masks' triangulated centre."""
-    size = views["mask"].shape[-1]
-    x_NxN, y_NxN = render.pixel_grid(size)
-
-    def centre(example):
-        mass_V = jnp.maximum(jnp.sum(example["mask"], axis=(1, 2)), 1e-6)
-        xy_Vx2 = jnp.stack([jnp.sum(example["mask"] * x_NxN, axis=(1, 2)),
-                            jnp.sum(example["mask"] * y_NxN, axis=(1, 2))], -1) / mass_V[:, None]
-        uv_Vx2 = jax.vmap(multiview.full_px_from_normalized, (0, 0, None))(
-            xy_Vx2[:, None], example["crop"], size)
-        proj_Vx3x4 = jax.vmap(geometry.projection_matrix)(example["intrinsics"],
-                                                           example["extrinsics"])
-        return geometry.triangulate(uv_Vx2, proj_Vx3x4, example["valid"][:, None])[0]
-
-    centre_Bx3 = jax.vmap(centre)(views)
-    template_Jx3 = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float32)
-    template_Jx3 = template_Jx3 - template_Jx3.mean(axis=0)
-    yaws = 2 * np.pi * np.arange(restarts) / restarts
-    rotated_KxJx3 = np.stack([template_Jx3 @ np.asarray(geometry.rotation_about_z(a)).T
-                              for a in yaws]).astype(np.float32)
-    return centre_Bx3[:, None, None, :] + rotated_KxJx3[None]
 
 
 def scores(fits_BxJx3, truth_BxJx3):
@@ -164,7 +136,7 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
     rows = {}
     for start in starts:
         if start == "template":
-            starts_BxKxJx3 = template_starts(views, int(restarts))
+            starts_BxKxJx3 = fused.template_starts(views, int(restarts))
             tries = [fit(starts_BxKxJx3[:, r]) for r in range(starts_BxKxJx3.shape[1])]
             loss_BxK = jnp.stack([l for _, l in tries], axis=1)
             best_B = jnp.argmin(loss_BxK, axis=1)

@@ -291,6 +291,31 @@ def consistent_labels(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_
     return relabel(best_V, keypoints_VxJx3)
 
 
+def template_starts(views, restarts):
+    """BxKx17x3 standing templates (mm) at K yaws about Z, centred on the masks' triangulated
+    centre (the mask centroids of the views, triangulated): a start that reads no truth."""
+    size = views["mask"].shape[-1]
+    x_NxN, y_NxN = render.pixel_grid(size)
+
+    def centre(example):
+        mass_V = jnp.maximum(jnp.sum(example["mask"], axis=(1, 2)), 1e-6)
+        xy_Vx2 = jnp.stack([jnp.sum(example["mask"] * x_NxN, axis=(1, 2)),
+                            jnp.sum(example["mask"] * y_NxN, axis=(1, 2))], -1) / mass_V[:, None]
+        uv_Vx2 = jax.vmap(multiview.full_px_from_normalized, (0, 0, None))(
+            xy_Vx2[:, None], example["crop"], size)
+        proj_Vx3x4 = jax.vmap(geometry.projection_matrix)(example["intrinsics"],
+                                                           example["extrinsics"])
+        return geometry.triangulate(uv_Vx2, proj_Vx3x4, example["valid"][:, None])[0]
+
+    centre_Bx3 = jax.vmap(centre)(views)
+    template_Jx3 = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float32)
+    template_Jx3 = template_Jx3 - template_Jx3.mean(axis=0)
+    yaws = 2 * np.pi * np.arange(restarts) / restarts
+    rotated_KxJx3 = np.stack([template_Jx3 @ np.asarray(geometry.rotation_about_z(a)).T
+                              for a in yaws]).astype(np.float32)
+    return centre_Bx3[:, None, None, :] + rotated_KxJx3[None]
+
+
 def relative_depths(joints_world_Jx3, extrinsics_Vx3x4, depth_range_mm):
     """VxJ: each joint's camera depth minus the pelvis's, in the detector's z units."""
     def one(extrinsics_3x4):

@@ -17,7 +17,8 @@ def _truth_keypoints(batch):
 def test_true_keypoints_give_the_truth_in_every_row():
     batch = fused_test.fused_batch(np.random.default_rng(0), num_examples=3, num_views=3)
     truth = _truth_keypoints(batch)
-    rows = error_sources.alternatives(truth, batch, fused_test.SIZE, fused_test.DEPTH_RANGE_MM)
+    rows = error_sources.alternatives(truth, batch, fused_test.SIZE, fused_test.DEPTH_RANGE_MM,
+                                      fit=lambda world_BxJx3, _: world_BxJx3)
     assert set(rows) == set(error_sources.ROWS) - {"constant"}
     for name, keypoints in rows.items():
         np.testing.assert_allclose(keypoints, truth, atol=2e-3, err_msg=name)
