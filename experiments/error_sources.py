@@ -144,10 +144,6 @@ def main(argv):
                 float(config.loss.refine_lr_mm), capsule_width, body_radii,
                 float(stage.body_scale)))(world_BxJx3, views)
 
-        objective = jax.jit(jax.vmap(lambda j, e: fused.pose_objective(
-            j, e, config.loss, image_size, weights, capsule_width, body_radii,
-            float(stage.body_scale))))
-
         def views_of(batch):
             train_batch = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS if k in batch}
             return fused.example_views(train_batch, config.loss)
@@ -157,14 +153,14 @@ def main(argv):
 
         fit = fit_of
 
+        @jax.jit
+        def template_fit_views(views):
+            return fused.template_fit(views, config.loss, image_size, weights, _FIT_STEPS.value,
+                                      4, float(config.loss.refine_lr_mm), 0, capsule_width,
+                                      body_radii, float(stage.body_scale))
+
         def template_fit(batch):
-            views = views_of(batch)
-            starts_BxKxJx3 = fused.template_starts(views, 4)
-            fits_KxBxJx3 = jnp.stack([fit_views(starts_BxKxJx3[:, k], views)
-                                      for k in range(starts_BxKxJx3.shape[1])])
-            loss_KxB = jnp.stack([objective(f, views) for f in fits_KxBxJx3])
-            best_B = jnp.argmin(loss_KxB, axis=0)
-            return fits_KxBxJx3[best_B, jnp.arange(best_B.shape[0])]
+            return template_fit_views(views_of(batch))
     else:
         accumulators.pop("fused + fit")
         accumulators.pop("template + fit")

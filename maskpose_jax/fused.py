@@ -311,8 +311,7 @@ def template_starts(views, restarts):
     template_Jx3 = np.asarray(skeleton.STANDING_TEMPLATE_MM, np.float32)
     template_Jx3 = template_Jx3 - template_Jx3.mean(axis=0)
     yaws = 2 * np.pi * np.arange(restarts) / restarts
-    rotated_KxJx3 = np.stack([template_Jx3 @ np.asarray(geometry.rotation_about_z(a)).T
-                              for a in yaws]).astype(np.float32)
+    rotated_KxJx3 = jnp.stack([template_Jx3 @ geometry.rotation_about_z(a).T for a in yaws])
     return centre_Bx3[:, None, None, :] + rotated_KxJx3[None]
 
 
@@ -389,6 +388,44 @@ def refine_pose(joints_world_Jx3, example, loss_config, image_size, weights, ste
     (joints_Jx3, _), _ = jax.lax.scan(step, (start_Jx3, optimizer.init(start_Jx3)), None,
                                       length=int(steps))
     return jax.lax.stop_gradient(joints_Jx3)
+
+
+def template_fit(views, loss_config, image_size, weights, steps, restarts, lr_mm,
+                 choose_after=0, capsule_width=None, body_radii_mm=None, body_scale=1.0):
+    """Per example, the best of `restarts` fits of the standing template: a pose from masks alone.
+
+    Every example's template (`template_starts`, K yaws) is fitted by `refine_pose` and the yaw
+    of lowest `pose_objective` kept; the same as experiments/fit.py's template start. With
+    `choose_after` > 0 the yaws are fitted that many steps, and only the best continues for the
+    remaining `steps - choose_after` (a fresh Adam): the cost of one fit plus the short ones.
+
+    Args:
+        views: a batch of `example_views` (B examples).
+        weights: dict term -> weight of the objective (`pose_objective`).
+        steps, restarts, choose_after: Adam steps, yaws and the steps before the choice (static).
+        lr_mm: Adam learning rate, mm.
+
+    Returns:
+        BxJx3 world joints, mm (no gradient).
+    """
+    first = int(choose_after) if 0 < int(choose_after) < int(steps) else int(steps)
+    starts_BxKxJx3 = template_starts(views, int(restarts))
+
+    def one(starts_KxJx3, example):
+        def fit(start_Jx3, count):
+            return refine_pose(start_Jx3, example, loss_config, image_size, weights, count,
+                               lr_mm, capsule_width, body_radii_mm, body_scale)
+
+        fits_KxJx3 = jax.vmap(lambda start: fit(start, first))(starts_KxJx3)
+        loss_K = jax.vmap(lambda j: pose_objective(j, example, loss_config, image_size, weights,
+                                                   capsule_width, body_radii_mm,
+                                                   body_scale))(fits_KxJx3)
+        best_Jx3 = fits_KxJx3[jnp.argmin(loss_K)]
+        if first < int(steps):
+            best_Jx3 = fit(best_Jx3, int(steps) - first)
+        return best_Jx3
+
+    return jax.vmap(one)(starts_BxKxJx3, views)
 
 
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,

@@ -25,6 +25,7 @@ from maskpose_jax import cascade
 from maskpose_jax import checkpoint
 from maskpose_jax import datasets
 from maskpose_jax import evaluation
+from maskpose_jax import fit_cache
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import losses
@@ -72,30 +73,10 @@ def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, m
     return detector, physique
 
 
-def fit_cache_size(config, train_source) -> int:
-    """Entries of the fit cache: the training split's examples with config.loss.fit_cache, else 0.
-
-    Raises:
-        ValueError: the cache without refinement, the fused path or a single training source.
-    """
-    if not config.loss.fit_cache:
-        return 0
-    if not int(config.loss.refine_steps):
-        raise ValueError("config.loss.fit_cache keeps the fits of config.loss.refine_steps: "
-                         "set refine_steps > 0")
-    if config.loss.supervision != "masks":
-        raise ValueError("config.loss.fit_cache fits poses to masks: it needs "
-                         "config.loss.supervision = 'masks'")
-    if config.data.mix:
-        raise ValueError("config.loss.fit_cache indexes the examples of one training split: it "
-                         "cannot be used with config.data.mix")
-    return len(train_source)
-
-
 def init_state(config, detector, physique, optimizer, image_size: int, mesh,
                cache_size: int = 0) -> TrainState:
     """Creates the state directly on `mesh`, replicated (no host copy of the parameters), with a
-    fit cache of `cache_size` empty entries (`fit_cache_size`; 0 = none)."""
+    fit cache of `cache_size` empty entries (`fit_cache.size`; 0 = none)."""
 
     def init(key):
         det_key, phys_key = jax.random.split(key)
@@ -320,7 +301,7 @@ def restore_latest(config, workdir: str, image_size: int, mesh):
     cache_size = 0
     if config.loss.fit_cache:
         builder = datasets.get_builder(config)
-        cache_size = fit_cache_size(
+        cache_size = fit_cache.size(
             config, data_builders.data_source(builder, config.data.train_split))
     state = init_state(config, detector, physique, optimizer, image_size, mesh, cache_size)
     state, _, _ = checkpointer.restore(state)
@@ -382,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = init_state(config, detector, physique, optimizer, image_size, mesh,
-                       fit_cache_size(config, train_source))
+                       fit_cache.size(config, train_source))
     train_step = make_train_step(config, detector, physique, optimizer, image_size, mesh)
     predict = make_predict(detector)
     visualize = make_visualize(config, detector, physique, image_size)
@@ -408,6 +389,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def save(force=False):
         checkpointer.save(int(jax.device_get(state.step)), state, iterator.get_state(), meta,
                           force=force)
+
+    if int(config.loss.fit_init_steps) and not int(jax.device_get(state.step)):
+        # A fresh run: the cache starts with template fits, saved at step 0 (a resumed run
+        # keeps them).
+        cache = fit_cache.initial_fits(config, train_source, image_size,
+                                       physique_capsule_width(config), physique_body_radii(config))
+        state = state.replace(fit_cache=jax.device_put(cache, sharding.replicated(mesh)))
+        save(force=True)
 
     def check(step, metrics):
         metrics = jax.device_get(metrics)

@@ -20,6 +20,7 @@ from maskpose_jax import datasets
 from maskpose_jax import evaluation
 from maskpose_jax import checkpoint
 from maskpose_jax import input_pipeline
+from maskpose_jax import fit_cache
 from maskpose_jax import fused
 from maskpose_jax import sharding
 from maskpose_jax import train
@@ -47,7 +48,7 @@ def _setup(config, mesh):
     detector, physique = train.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = train.init_state(config, detector, physique, optimizer, image_size, mesh,
-                             train.fit_cache_size(config, source))
+                             fit_cache.size(config, source))
     step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
     return source, state, step
 
@@ -144,11 +145,11 @@ def test_fit_cache_holds_each_visited_examples_fit(data_dir):
     with pytest.raises(ValueError, match="config.loss.refine_steps"):
         bad = _config(data_dir, "refine_cache")
         bad.loss.refine_steps = 0
-        train.fit_cache_size(bad, source)
+        fit_cache.size(bad, source)
     with pytest.raises(ValueError, match="config.data.mix"):
         bad = _config(data_dir, "refine_cache")
         bad.data.mix = [{"name": "synthetic", "weight": 1.0}]
-        train.fit_cache_size(bad, source)
+        fit_cache.size(bad, source)
 
 
 def test_capsules_variant_trains_the_detector_only(data_dir):
