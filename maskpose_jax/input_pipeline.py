@@ -137,10 +137,10 @@ def _examples(
     if len(source) < process_count:
         raise ValueError(
             f"{label} has {len(source)} examples, fewer than {process_count} processes")
-    ds = grain.MapDataset.source(source)
     with_index = INDEX_FIELD in fields
-    if with_index:  # the position in the whole source, before slicing and shuffling
-        ds = ds.map_with_index(lambda index, raw: (index, raw))
+    # With the index, the pipeline walks over positions and reads each record by its position
+    # (grain's map_with_index numbers the elements of the repeated dataset, epochs on end).
+    ds = grain.MapDataset.range(len(source)) if with_index else grain.MapDataset.source(source)
     ds = ds[process_index::process_count]
     if training:
         if len(ds) < batch_size:
@@ -149,7 +149,8 @@ def _examples(
                 f"process ({label})")
         ds = ds.shuffle(seed=seed).repeat()
     if with_index:
-        ds = ds.map(lambda pair: {**decode_example(pair[1]), INDEX_FIELD: np.int32(pair[0])})
+        ds = ds.map(lambda index: {**decode_example(source[int(index)]),
+                                   INDEX_FIELD: np.int32(index)})
     else:
         ds = ds.map(decode_example)
     if training and augment:

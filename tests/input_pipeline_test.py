@@ -74,6 +74,20 @@ def test_shuffle_is_seeded_and_reshuffles_each_epoch():
     assert flat[:23] != flat[23:46]
 
 
+@pytest.mark.parametrize("process_index", [0, 1])
+def test_the_index_is_each_examples_position_in_every_epoch(process_index):
+    """The fit cache's key: over several epochs (and in a process's slice) it names the record
+    the example was read from, and the order is the one without the index."""
+    kwargs = dict(process_index=process_index, process_count=2, global_batch_size=4, seed=3)
+    with_index = [b for b, _ in zip(_train(extra_fields=(input_pipeline.INDEX_FIELD,),
+                                           **kwargs), range(20))]  # ~7 epochs of 12
+    plain = [b for b, _ in zip(_train(**kwargs), range(20))]
+    for got, want in zip(with_index, plain):
+        assert got["index"].dtype == np.int32
+        assert got["index"].tolist() == _ids(got) == _ids(want)
+    assert {i % 2 for b in with_index for i in b["index"].tolist()} == {process_index}
+
+
 def test_processes_read_disjoint_slices():
     seen = []
     for index in range(2):
