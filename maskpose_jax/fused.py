@@ -10,8 +10,12 @@ EpipolarPose, Kocabas et al. CVPR 2019).
 
 - `pose_mask_terms`: the forward model and mask terms of ONE world pose in V views (pure; also the
   objective of `experiments/fit.py`, the per-example fitting harness).
-- `fuse_views`: the world pose of one example from its views' 2D.
+- `pose_objective`: their weighted sum, the objective of every fit below.
+- `fuse_views`: the world pose of one example from its views' 2D; `consistent_labels` first
+  makes the views' left/right labels agree (an option).
 - `refine_pose`: K Adam steps of those terms from a pose (the network-in-the-loop fit).
+- `template_starts`, `template_fit`: a pose from the masks alone, the standing template fitted
+  at K yaws (the harness's start, and the fit cache's first entries, maskpose_jax/fit_cache.py).
 - `fused_terms`: the batched training terms of a detector output.
 
 No ground truth is read anywhere in this module. Units: mm and normalized crop coordinates.

@@ -180,16 +180,17 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
         fields = input_pipeline.TRAIN_FIELDS + (("joints_world",) if oracle else ())
         cache = None
         if state.fit_cache:  # the entries of this batch's examples (no gradient)
-            fields += ("index",)
-            cache = {k: v[batch["index"]] for k, v in state.fit_cache.items()}
+            fields += (input_pipeline.INDEX_FIELD,)
+            index = batch[input_pipeline.INDEX_FIELD]
+            cache = {k: v[index] for k, v in state.fit_cache.items()}
         batch = {k: batch[k] for k in fields + ("view_valid",) if k in batch}
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (total, (terms, batch_stats)), grads = grad_fn(state.params, state, batch, cache)
         fit_cache = state.fit_cache
         if cache is not None:
-            fit_cache = {"joints": fit_cache["joints"].at[batch["index"]].set(
+            fit_cache = {"joints": fit_cache["joints"].at[index].set(
                              terms.pop("cache_joints_BxJx3")),
-                         "filled": fit_cache["filled"].at[batch["index"]].set(1.0)}
+                         "filled": fit_cache["filled"].at[index].set(1.0)}
         with jax.named_scope("optimizer"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             new_params = optax.apply_updates(state.params, updates)
@@ -372,7 +373,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                            keep=config.train.keep_checkpoints)
-    if checkpointer.latest_step() is not None:
+    resumed = checkpointer.latest_step() is not None
+    if resumed:
         state, data_state, _ = checkpointer.restore(state)
         # Every process reads as many batches as the others, so process 0's iterator state
         # (a position in this process's own slice) fits every process.
@@ -390,7 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpointer.save(int(jax.device_get(state.step)), state, iterator.get_state(), meta,
                           force=force)
 
-    if int(config.loss.fit_init_steps) and not int(jax.device_get(state.step)):
+    if int(config.loss.fit_init_steps) and not resumed:
         # A fresh run: the cache starts with template fits, saved at step 0 (a resumed run
         # keeps them).
         cache = fit_cache.initial_fits(config, train_source, image_size,
