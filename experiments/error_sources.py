@@ -30,16 +30,15 @@ across views.
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import data_builders
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
+from maskpose_jax import error_sources
 from maskpose_jax import evaluation
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
-from maskpose_jax import multiview
 from maskpose_jax import reporting
 from maskpose_jax import sharding
 from maskpose_jax import train
@@ -49,66 +48,6 @@ _SPLIT = flags.DEFINE_string("split", "val", "Split to diagnose (the test split 
 _EXAMPLES = flags.DEFINE_integer("examples", 256, "First N examples of the split (0 = all).")
 _FIT_STEPS = flags.DEFINE_integer("fit_steps", 100, "Adam steps of the `fused + fit` row (0: "
                                   "no such row).")
-
-ROWS = ("prediction", "pred xy + true z", "true xy + pred z", "pred xy + fused z", "fused",
-        "fused, consistent labels", "fused + fit", "template + fit", "constant")
-
-
-def world_keypoints(world_BxJx3, batch, image_size: int, depth_range_mm: float):
-    """B×V×J×3 keypoints of one world pose per example in its views: projected xy (with lens
-    distortion) and relative depth z, as the detector predicts them."""
-    f32 = {k: jnp.asarray(batch[k], jnp.float32)
-           for k in ("crop", "intrinsics", "extrinsics", "distortion")}
-    z = jax.vmap(fused.relative_depths, (0, 0, None))(world_BxJx3, f32["extrinsics"],
-                                                       depth_range_mm)
-    xy = jax.vmap(fused.project_pose, (0, 0, 0, 0, 0, None))(
-        world_BxJx3, f32["crop"], f32["intrinsics"], f32["extrinsics"], f32["distortion"],
-        image_size)
-    return jnp.concatenate([xy, z[..., None]], axis=-1)
-
-
-def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: float,
-                 fit=None):
-    """{row name: B×V×J×3 keypoints} for every row of ROWS but `constant` (and `fused + fit`
-    unless `fit`, a function of (B×J×3 fused world poses, batch) -> B×J×3 fits, is given).
-
-    Reads the batch's ground truth (`joints_world`) for the `true` rows only.
-    """
-    pred = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
-    f32 = {k: jnp.asarray(batch[k], jnp.float32)
-           for k in ("joints_world", "crop", "intrinsics", "extrinsics", "distortion")}
-    truth = jax.vmap(multiview.oracle_targets, (0, 0, 0, 0, 0, None, None))(
-        f32["joints_world"], f32["crop"], f32["intrinsics"], f32["extrinsics"],
-        f32["distortion"], image_size, depth_range_mm)
-    valid_BxV = jnp.asarray(evaluation.view_valid(batch), jnp.float32)
-    cameras = (f32["crop"], f32["intrinsics"], f32["extrinsics"])
-
-    def world_of(keypoints_BxVxJx3):
-        return jax.vmap(fused.fuse_views, (0, 0, 0, 0, 0, None))(
-            keypoints_BxVxJx3, *cameras, valid_BxV, image_size)
-
-    def fused_keypoints(keypoints_BxVxJx3):
-        return keypoints_of(world_of(keypoints_BxVxJx3))
-
-    def keypoints_of(world_BxJx3):
-        return world_keypoints(world_BxJx3, batch, image_size, depth_range_mm)
-
-    relabelled = jax.vmap(fused.consistent_labels, (0, 0, 0, 0, 0, 0, None))(
-        pred, *cameras, f32["distortion"], valid_BxV, image_size)
-    fused_pose = fused_keypoints(pred)
-    fused_z = fused_pose[..., 2]
-    rows = {
-        "prediction": pred,
-        "pred xy + true z": pred.at[..., 2].set(truth[..., 2]),
-        "true xy + pred z": truth.at[..., 2].set(pred[..., 2]),
-        "pred xy + fused z": pred.at[..., 2].set(fused_z),
-        "fused": fused_pose,
-        "fused, consistent labels": fused_keypoints(relabelled),
-    }
-    if fit is not None:
-        rows["fused + fit"] = keypoints_of(fit(world_of(pred), batch))
-    return {k: np.asarray(v) for k, v in rows.items()}
-
 
 def main(argv):
     del argv
@@ -126,7 +65,7 @@ def main(argv):
     predict = train.make_predict(detector)
     depth_range = float(config.model.depth_range_mm)
     batch_size = int(config.eval.batch_size)
-    accumulators = {k: evaluation.Accumulator(image_size, depth_range) for k in ROWS}
+    accumulators = {k: evaluation.Accumulator(image_size, depth_range) for k in error_sources.ROWS}
     dataset = input_pipeline.make_dataset(
         source, global_batch_size=batch_size, training=False, num_threads=config.data.num_threads,
         prefetch=config.data.prefetch, views=tuple(config.data.views))
@@ -172,9 +111,9 @@ def main(argv):
         if count < batch_size:
             images = np.concatenate([images, np.repeat(images[-1:], batch_size - count, 0)])
         keypoints = np.asarray(predict(state.params, state.batch_stats, images))[:count]
-        rows = alternatives(keypoints, batch, image_size, depth_range, fit)
+        rows = error_sources.alternatives(keypoints, batch, image_size, depth_range, fit)
         if fit is not None:
-            rows["template + fit"] = world_keypoints(template_fit(batch), batch, image_size,
+            rows["template + fit"] = error_sources.world_keypoints(template_fit(batch), batch, image_size,
                                                      depth_range)
         rows["constant"] = np.broadcast_to(evaluation.template_keypoints(), keypoints.shape)
         for name, values in rows.items():

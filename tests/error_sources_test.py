@@ -1,8 +1,8 @@
-"""Tests for experiments.error_sources: each alternative exchanges exactly the part it names."""
+"""Tests for maskpose_jax.error_sources: each alternative exchanges exactly the part it names."""
 
 import numpy as np
 
-from experiments import error_sources
+from maskpose_jax import error_sources
 from maskpose_jax import multiview
 from tests import fused_test
 
