@@ -32,8 +32,9 @@ def world_keypoints(world_BxJx3, batch, image_size: int, depth_range_mm: float):
 
 def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: float,
                  fit=None):
-    """{row name: B×V×J×3 keypoints} for every row of ROWS but `constant` (and `fused + fit`
-    unless `fit`, a function of (B×J×3 fused world poses, batch) -> B×J×3 fits, is given).
+    """{row name: B×V×J×3 keypoints} for every row of ROWS but `constant` and `template + fit`
+    (the caller's), and `fused + fit` only when `fit`, a function of (B×J×3 fused world poses,
+    batch) -> B×J×3 fits, is given.
 
     Reads the batch's ground truth (`joints_world`) for the `true` rows only.
     """
