@@ -58,6 +58,14 @@ def is_degenerate(mask_HxW) -> bool:
     return bool(fg_HxW.all() or not _has_adjacent_pair(fg_HxW))
 
 
+def _nearest_to_centroid(rows, cols):
+    """The (row, col) of these pixels nearest to their centroid; an exact tie (a centroid
+    halfway between pixels) goes to the first pixel in the given order, whatever the rounding."""
+    sq_dist = (rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2
+    best = np.argmin(np.round(sq_dist, 6))
+    return int(rows[best]), int(cols[best])
+
+
 def seed_pixels(mask_HxW) -> np.ndarray:
     """Fast-marching seeds: one (row, col) per 4-connected foreground blob, main seed first.
 
@@ -73,21 +81,14 @@ def seed_pixels(mask_HxW) -> np.ndarray:
     if not fg_HxW.any():
         return np.zeros((0, 2), np.int64)
     labels_HxW, num_blobs = ndi.label(fg_HxW)
-    rows, cols = np.nonzero(fg_HxW)
-    centroid = rows.mean(), cols.mean()
-    main = np.argmin((rows - centroid[0]) ** 2 + (cols - centroid[1]) ** 2)
-    seeds = [(rows[main], cols[main])]
-    main_label = labels_HxW[rows[main], cols[main]]
-
-    ids = np.arange(1, num_blobs + 1)
-    centroids_Bx2 = np.asarray(ndi.center_of_mass(fg_HxW, labels_HxW, ids), np.float64)
-    blob_of_pixel = labels_HxW[rows, cols] - 1
-    sq_dist_HxW = np.full(fg_HxW.shape, np.inf)
-    sq_dist_HxW[rows, cols] = ((rows - centroids_Bx2[blob_of_pixel, 0]) ** 2
-                               + (cols - centroids_Bx2[blob_of_pixel, 1]) ** 2)
-    others = [i for i in ids if i != main_label]
-    if others:
-        seeds += [tuple(p) for p in ndi.minimum_position(sq_dist_HxW, labels_HxW, others)]
+    rows, cols = np.nonzero(fg_HxW)  # row-major order: ties go to the first pixel
+    seeds = [_nearest_to_centroid(rows, cols)]
+    main_label = labels_HxW[seeds[0]]
+    blob_of_pixel = labels_HxW[rows, cols]
+    for label in range(1, num_blobs + 1):
+        if label != main_label:
+            mine = blob_of_pixel == label
+            seeds.append(_nearest_to_centroid(rows[mine], cols[mine]))
     return np.asarray(seeds, np.int64).reshape(-1, 2)
 
 
