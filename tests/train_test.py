@@ -366,3 +366,15 @@ def test_refine_steps_need_the_fused_path():
     config.loss.refine_steps = 4
     with pytest.raises(ValueError, match="config.loss.fusion"):
         train.make_train_step(config, None, None, None, 32, None)
+
+
+@pytest.mark.parametrize("name", ["synthetic", "tiny", "tiny_real", "h36m", "mpi_inf_3dhp",
+                                  "h36m_in_the_wild"])
+def test_no_shipped_config_evaluates_on_test_during_training(name, tmp_path):
+    module = __import__(f"experiments.configs.{name}", fromlist=["get_config"])
+    config = module.get_config()
+    assert config.data.val_split != config.data.eval_split
+    assert config.data.val_split in ("", "val")
+    config.data.val_split = config.data.eval_split
+    with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
+        train.train_and_evaluate(config, str(tmp_path))
