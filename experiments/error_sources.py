@@ -46,13 +46,12 @@ from maskpose_jax import train
 _SPLIT = flags.DEFINE_string("split", "val", "Split to diagnose (the test split is read by "
                              "experiments.evaluate alone).")
 _EXAMPLES = flags.DEFINE_integer("examples", 256, "First N examples of the split (0 = all).")
-_FIT_STEPS = flags.DEFINE_integer("fit_steps", 100, "Adam steps of the `fused + fit` row (0: "
-                                  "no such row).")
+_FIT_STEPS = flags.DEFINE_integer("fit_steps", 100, "Adam steps of the `fused + fit` and "
+                                  "`template + fit` rows (0: no such rows).")
+
 
 def main(argv):
     del argv
-
-
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     source = data_builders.data_source(datasets.get_builder(config), _SPLIT.value)
@@ -69,37 +68,19 @@ def main(argv):
     dataset = input_pipeline.make_dataset(
         source, global_batch_size=batch_size, training=False, num_threads=config.data.num_threads,
         prefetch=config.data.prefetch, views=tuple(config.data.views))
-    fit = None
+    fit = template_fit = None
     if _FIT_STEPS.value:
         stage = config.stages[-1]
         weights = {t: float(w) for t, w in stage.loss_weights.items() if t in fused.POSE_TERMS}
         capsule_width = train.physique_capsule_width(config)
         body_radii = train.physique_body_radii(config)
-
-        @jax.jit
-        def fit_views(world_BxJx3, views):
-            return jax.vmap(lambda j, e: fused.refine_pose(
-                j, e, config.loss, image_size, weights, _FIT_STEPS.value,
-                float(config.loss.refine_lr_mm), capsule_width, body_radii,
-                float(stage.body_scale)))(world_BxJx3, views)
-
-        def views_of(batch):
-            train_batch = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS if k in batch}
-            return fused.example_views(train_batch, config.loss)
-
-        def fit_of(world_BxJx3, batch):
-            return fit_views(world_BxJx3, views_of(batch))
-
-        fit = fit_of
-
-        @jax.jit
-        def template_fit_views(views):
-            return fused.template_fit(views, config.loss, image_size, weights, _FIT_STEPS.value,
-                                      4, float(config.loss.refine_lr_mm), 0, capsule_width,
-                                      body_radii, float(stage.body_scale))
-
-        def template_fit(batch):
-            return template_fit_views(views_of(batch))
+        body_scale = float(stage.body_scale)
+        fit = jax.jit(jax.vmap(lambda world_Jx3, example: fused.refine_pose(
+            world_Jx3, example, config.loss, image_size, weights, _FIT_STEPS.value,
+            float(config.loss.refine_lr_mm), capsule_width, body_radii, body_scale)))
+        template_fit = jax.jit(lambda views: fused.template_fit(
+            views, config.loss, image_size, weights, _FIT_STEPS.value, 4,
+            float(config.loss.refine_lr_mm), 0, capsule_width, body_radii, body_scale))
     else:
         accumulators.pop("fused + fit")
         accumulators.pop("template + fit")
@@ -111,10 +92,15 @@ def main(argv):
         if count < batch_size:
             images = np.concatenate([images, np.repeat(images[-1:], batch_size - count, 0)])
         keypoints = np.asarray(predict(state.params, state.batch_stats, images))[:count]
-        rows = error_sources.alternatives(keypoints, batch, image_size, depth_range, fit)
-        if fit is not None:
-            rows["template + fit"] = error_sources.world_keypoints(template_fit(batch), batch, image_size,
-                                                     depth_range)
+        if fit is None:
+            rows = error_sources.alternatives(keypoints, batch, image_size, depth_range)
+        else:
+            views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS},
+                                        config.loss)
+            rows = error_sources.alternatives(keypoints, batch, image_size, depth_range,
+                                              lambda world_BxJx3, _: fit(world_BxJx3, views))
+            rows["template + fit"] = error_sources.world_keypoints(
+                template_fit(views), batch, image_size, depth_range)
         rows["constant"] = np.broadcast_to(evaluation.template_keypoints(), keypoints.shape)
         for name, values in rows.items():
             accumulators[name].add(values, batch)

@@ -44,12 +44,6 @@ def size(config, train_source) -> int:
     return len(train_source)
 
 
-def empty(num_examples: int) -> dict:
-    """A cache of `num_examples` entries, none held."""
-    return {"joints": np.zeros((num_examples, skeleton.NUM_JOINTS, 3), np.float32),
-            "filled": np.zeros((num_examples,), np.float32)}
-
-
 def initial_fits(config, train_source, image_size: int, capsule_width=None,
                  body_radii_mm=None) -> dict:
     """The cache filled with template fits of every training example (config.loss.fit_init_*).
@@ -77,10 +71,11 @@ def initial_fits(config, train_source, image_size: int, capsule_width=None,
     process, count = jax.process_index(), jax.process_count()
     indices = np.arange(process, len(train_source), count)
     batch_size = int(config.eval.batch_size)
+    # One ordered pass over this process's slice (`indices`), read lazily.
     dataset = input_pipeline.make_dataset(
-        [train_source[int(i)] for i in indices], global_batch_size=batch_size, training=False,
-        num_threads=config.data.num_threads, prefetch=config.data.prefetch,
-        views=tuple(config.data.views))
+        train_source, global_batch_size=batch_size * count, training=False,
+        process_index=process, process_count=count, num_threads=config.data.num_threads,
+        prefetch=config.data.prefetch, views=tuple(config.data.views))
     total = -(-len(indices) // batch_size)
     reporting.say(f"fitting the template to {len(train_source)} training examples "
                   f"({steps} steps, {int(config.loss.fit_init_restarts)} yaws; "
@@ -98,17 +93,16 @@ def initial_fits(config, train_source, image_size: int, capsule_width=None,
             elapsed = time.time() - begin
             reporting.say(f"  fits: batch {number}/{total}, {elapsed:.0f} s, "
                           f"ETA {elapsed / number * (total - number):.0f} s")
-    joints = np.concatenate(fits).astype(np.float32)
-    cache = empty(len(train_source))
+    mine_SxJx3 = np.concatenate(fits).astype(np.float32)
+    joints_NxJx3 = np.zeros((len(train_source), skeleton.NUM_JOINTS, 3), np.float32)
     if count > 1:
         width = -(-len(train_source) // count)  # equal shapes for the gather
         padded = np.zeros((width, skeleton.NUM_JOINTS, 3), np.float32)
-        padded[:len(joints)] = joints
+        padded[:len(mine_SxJx3)] = mine_SxJx3
         gathered = np.asarray(multihost_utils.process_allgather(padded))
         for other in range(count):
-            mine = np.arange(other, len(train_source), count)
-            cache["joints"][mine] = gathered[other][:len(mine)]
+            theirs = np.arange(other, len(train_source), count)
+            joints_NxJx3[theirs] = gathered[other][:len(theirs)]
     else:
-        cache["joints"][indices] = joints
-    cache["filled"][:] = 1.0
-    return cache
+        joints_NxJx3[indices] = mine_SxJx3
+    return {"joints": joints_NxJx3, "filled": np.ones((len(train_source),), np.float32)}
