@@ -15,6 +15,9 @@ import jax.numpy as jnp
 import optax
 
 MODULES = ("detector", "physique")
+# config.train.optimizer (make_optimizer).
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SGD_MOMENTUM = 0.9
 LOSS_TERMS = ("skel", "phys", "sym", "agree", "oracle", "inside", "cover", "proportion", "bend", "stance",
               "depth", "reproject")
 
@@ -132,20 +135,32 @@ def make_optimizer(stages: Sequence[Any], train_config: Any) -> optax.GradientTr
 
     Args:
         stages: `config.stages`.
-        train_config: `config.train` (grad_clip_norm, weight_decay, warmup_steps).
+        train_config: `config.train` (optimizer, grad_clip_norm, weight_decay, warmup_steps).
+            optimizer "adam" adds weight_decay to the gradient (L2), "adamw" decays the weights
+            after Adam's scaling (decoupled, Loshchilov & Hutter ICLR 2019), "sgd" is heavy-ball
+            momentum (SGD_MOMENTUM) with L2.
 
     Returns:
         An `optax.GradientTransformation` over params {"detector": ..., "physique": ...}.
+
+    Raises:
+        ValueError: an invalid cascade (`validate_stages`) or an unknown optimizer.
     """
     validate_stages(stages)
+    name, decay = train_config.optimizer, float(train_config.weight_decay)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"config.train.optimizer must be one of {OPTIMIZERS}, got {name!r}")
     transforms = {}
     for module in MODULES:
         chain = []
         if train_config.grad_clip_norm:
             chain.append(optax.clip_by_global_norm(float(train_config.grad_clip_norm)))
-        chain.append(optax.scale_by_adam())
-        if train_config.weight_decay:
-            chain.append(optax.add_decayed_weights(float(train_config.weight_decay)))
+        if decay and name != "adamw":  # L2: the decay's gradient is scaled like the loss's
+            chain.append(optax.add_decayed_weights(decay))
+        chain.append(optax.scale_by_adam() if name in ("adam", "adamw")
+                     else optax.trace(decay=SGD_MOMENTUM))
+        if decay and name == "adamw":  # decoupled from Adam's scaling
+            chain.append(optax.add_decayed_weights(decay))
         transforms[module] = stage_gate(
             optax.chain(*chain),
             active_fn=lambda step, m=module: module_active(step, stages, m),

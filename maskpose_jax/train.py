@@ -344,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns:
         The held-out metrics of the last in-training evaluation (empty if none ran).
     """
-    cascade.validate_stages(config.stages)
+    optimizer = cascade.make_optimizer(config.stages, config.train)  # validates them first
     if config.data.val_split and config.data.val_split == config.data.eval_split:
         raise ValueError(
             f"config.data.val_split is config.data.eval_split ({config.data.eval_split!r}): "
@@ -367,7 +367,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     mesh = sharding.make_mesh()
     detector, physique = create_models(config)
-    optimizer = cascade.make_optimizer(config.stages, config.train)
     state = init_state(config, detector, physique, optimizer, image_size, mesh,
                        fit_cache.size(config, train_source))
     train_step = make_train_step(config, detector, physique, optimizer, image_size, mesh)

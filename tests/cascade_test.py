@@ -19,7 +19,8 @@ def _stages():
             stage("c", 2, ("detector", "physique"), 0.05, skel=1.0, phys=1.0)]
 
 
-TRAIN = ml_collections.ConfigDict(dict(grad_clip_norm=0.0, weight_decay=0.0, warmup_steps=1))
+TRAIN = ml_collections.ConfigDict(dict(optimizer="adam", grad_clip_norm=0.0, weight_decay=0.0,
+                                      warmup_steps=1))
 
 
 def test_schedules_follow_the_stages():
@@ -88,3 +89,36 @@ def test_bad_stages_name_the_key():
     stages[2].loss_weights.bogus = 1.0
     with pytest.raises(ValueError, match="bogus"):
         cascade.validate_stages(stages)
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("adam", lambda: optax.chain(optax.add_decayed_weights(0.3), optax.adam(0.1))),
+    ("adamw", lambda: optax.adamw(0.1, weight_decay=0.3)),
+    ("sgd", lambda: optax.chain(optax.add_decayed_weights(0.3),
+                                optax.sgd(0.1, momentum=cascade.SGD_MOMENTUM))),
+])
+def test_optimizer_and_weight_decay_match_optax(name, reference):
+    stage = _stages()[0]
+    train = ml_collections.ConfigDict(dict(TRAIN, optimizer=name, weight_decay=0.3))
+    optimizer = cascade.make_optimizer([stage], train)
+    reference = reference()
+    rng = np.random.default_rng(0)
+    params = {"detector": {"w": jnp.asarray(rng.normal(size=4), jnp.float32)},
+              "physique": {"w": jnp.zeros(2)}}
+    state, ref_state = optimizer.init(params), reference.init(params["detector"])
+    ref_params = params["detector"]
+    for _ in range(5):
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32),
+                             params)
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        ref_updates, ref_state = reference.update(grads["detector"], ref_state, ref_params)
+        ref_params = optax.apply_updates(ref_params, ref_updates)
+        np.testing.assert_allclose(params["detector"]["w"], ref_params["w"], rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_unknown_optimizer_names_the_key():
+    train = ml_collections.ConfigDict(dict(TRAIN, optimizer="lamb"))
+    with pytest.raises(ValueError, match=r"config.train.optimizer.*'lamb'"):
+        cascade.make_optimizer(_stages(), train)

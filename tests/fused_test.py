@@ -164,8 +164,8 @@ def fused_batch(rng, num_examples=2, num_views=3):
 
 
 def fused_config(**overrides):
-    """The default's loss config with `overrides` set."""
-    config = copy.deepcopy(synthetic.get_config().loss)
+    """The loss config of ours without the fits (`no_fit`) with `overrides` set."""
+    config = copy.deepcopy(synthetic.get_config("no_fit").loss)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

@@ -231,6 +231,7 @@ def _mix_config(data_dir):
     config.data.weight = 0.75
     options = {**dict(config.data.options), "num_views": 1}
     config.data.mix = [synthetic.mix_source("synthetic", 0.25, options=options)]
+    synthetic.without_fits(config)  # the fit cache indexes one split
     synthetic.set_stage_steps(config, (1, 1, 1), 3)
     config.train.log_every = 1
     config.train.checkpoint_every = 2

@@ -60,7 +60,9 @@ def _batches(config, source, count):
 
 def test_sharded_step_equals_single_device(data_dir):
     assert jax.device_count() == 4
-    config = _config(data_dir)
+    # The network's path (no_fit): the default's in-loop fit makes discrete choices (the lower
+    # of two starts) that float rounding across device counts may flip.
+    config = _config(data_dir, "no_fit")
     params = {}
     for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
         mesh = sharding.make_mesh(devices)
@@ -94,8 +96,8 @@ def test_one_compilation_across_stage_boundaries(data_dir, variant, names):
     assert step._cache_size() == 1
 
 
-@pytest.mark.parametrize("variant", ["default", "paper", "no_physique", "single_view",
-                                     "no_cascade", "capsule_body", "refine_cache"])
+@pytest.mark.parametrize("variant", ["default", "no_fit", "paper", "no_physique",
+                                     "single_view", "no_cascade", "capsule_body", "refine_cache"])
 def test_training_batches_carry_no_ground_truth(data_dir, variant):
     config = _config(data_dir, variant)
     source = data_builders.data_source(datasets.get_builder(config), "train")
@@ -105,7 +107,7 @@ def test_training_batches_carry_no_ground_truth(data_dir, variant):
     assert set(batch) == set(input_pipeline.TRAIN_FIELDS) | extra
 
 
-@pytest.mark.parametrize("variant", ["default", "refine", "refine_cache"])
+@pytest.mark.parametrize("variant", ["default", "no_fit", "refine", "refine_cache"])
 def test_train_step_ignores_ground_truth_it_is_handed(data_dir, variant):
     """Even a batch that carries the truth trains exactly as one that does not."""
     config = _config(data_dir, variant)
@@ -120,7 +122,7 @@ def test_train_step_ignores_ground_truth_it_is_handed(data_dir, variant):
     for a, b in zip(jax.tree.leaves(clean_state), jax.tree.leaves(dirty_state)):
         np.testing.assert_array_equal(a, b)
     # The network-in-the-loop fit runs in the step (and only where asked for).
-    assert (float(clean["refine_mm"]) > 0.0) == variant.startswith("refine")
+    assert (float(clean["refine_mm"]) > 0.0) == (variant != "no_fit")
 
 
 def test_fit_cache_holds_each_visited_examples_fit(data_dir):

@@ -22,4 +22,7 @@ def get_config(variant: str = "default"):
     c.data.mix = [synthetic.mix_source(
         "in_the_wild", 0.25,
         options=dict(root_dir="", image_size=c.data.options.image_size))]
+    # The fit cache indexes the examples of one training split: a mixture trains the network
+    # alone (no template fits).
+    synthetic.without_fits(c)
     return c

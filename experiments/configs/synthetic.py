@@ -6,10 +6,12 @@
 
 Variants (the config argument):
 - ours, the default: one fused pose per frame, a generic body in mm, inside/anatomy/stance
-  priors; its ablations no_stance, no_inside, no_bend, no_proportion, no_sym (one ingredient
-  off), capsule_body (the body drawn at one width in crop units), coarse_to_fine (a wide body
-  for the first 1,500 steps), refine (the network-in-the-loop fit), refine_cache (its fits kept
-  per example), fit_first (that cache first filled with template fits of every example);
+  priors; every training example's masks fitted from the standing template before the first
+  step, the fits amortized by the network (fit first); its ablations no_fit (the network alone,
+  no fits), no_stance, no_inside, no_bend, no_proportion, no_sym (one ingredient off),
+  capsule_body (the body drawn at one width in crop units), coarse_to_fine (a wide body for the
+  first 900 steps), refine (no_fit + a 16-step network-in-the-loop fit), refine_cache (its fits
+  kept per example);
 - paper: the paper's recipe (Skeleton Mask, learned Physique network, geodesic weights, the
   cascade structure -> shape -> joint), and its ablations no_physique, no_geodesic, no_cascade,
   batchnorm, single_view, capsules (a fixed capsule body, background weights scaled down, a
@@ -24,8 +26,8 @@ import ml_collections
 # and the supervised reference.
 PAPER_VARIANTS = ("paper", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
                   "capsules")
-OURS_VARIANTS = ("default", "no_stance", "no_inside", "no_bend", "no_proportion", "no_sym",
-                 "refine", "refine_cache", "fit_first", "capsule_body", "coarse_to_fine")
+OURS_VARIANTS = ("default", "no_fit", "no_stance", "no_inside", "no_bend", "no_proportion",
+                 "no_sym", "refine", "refine_cache", "capsule_body", "coarse_to_fine")
 VARIANTS = OURS_VARIANTS + PAPER_VARIANTS + ("oracle",)
 
 
@@ -67,6 +69,14 @@ def set_stage_steps(c, cascade_steps, single_steps):
         steps = [max(1, round(single_steps * n / sum(old))) for n in old]
     for stage_config, n in zip(c.stages, steps):
         stage_config.steps = n
+
+
+def without_fits(c):
+    """Turns off the template fits, their cache and the in-loop fit (the network alone): for
+    `no_fit`, and for configs whose training cannot index one split (a `data.mix`)."""
+    c.loss.fit_cache = False
+    c.loss.refine_steps = 0
+    c.loss.fit_init_steps = 0
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
@@ -177,7 +187,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     # Training loop.
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 8           # global batch (examples of V views)
-    c.train.optimizer = "adam"
+    c.train.optimizer = "adam"       # "adam", "adamw" (decoupled weight decay) or "sgd" (momentum)
     c.train.weight_decay = 0.0
     c.train.grad_clip_norm = 1.0
     c.train.warmup_steps = 100       # linear warm-up at the start of every stage
@@ -210,29 +220,35 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.loss.background_scale = 0.05
     c.physique.kind = "body"
     c.model.template = "standing"
-    # `refine`, network in the loop: the depth / reproject targets are the fused pose after 16 Adam
-    # steps of the mask and prior terms (SPIN-style). On val at 3,000 steps: P-MPJPE 154.7 against
-    # 161.5 without, MPJPE 238.3 against 232.5 (README): mixed, so not the default yet.
+    # Fit first, then amortize (the default): before the first step every training example's
+    # masks are fitted from the standing template (100 Adam steps at 30 mm, 8 yaws, the lowest
+    # objective chosen after 20; ~5 min on 2 CPU cores for 3,650 examples) into the fit cache;
+    # each step the in-loop fit (4 steps) refines the cached fit or the network's fused pose,
+    # whichever scores lower, and the result is every view's depth / reproject target.
+    c.loss.fit_cache = True
+    c.loss.refine_steps = 4
+    c.loss.fit_init_steps = 100
+    c.loss.fit_init_restarts = 8
+    c.loss.fit_init_choose_after = 20
+    c.loss.fit_init_lr_mm = 30.0
+    if variant in ("no_fit", "refine", "refine_cache"):
+        # `no_fit`: the network alone learns from the mask and prior terms of its fused pose.
+        without_fits(c)
+    # `refine`, network in the loop without a cache: the targets are the fused pose after 16
+    # Adam steps (SPIN-style). On val at 3,000 steps: P-MPJPE 154.7 against no_fit's 161.5,
+    # MPJPE 238.3 against 232.5 (README). `refine_cache`: the same fit, warm-started from each
+    # example's cached fit (no template fits first).
     if variant in ("refine", "refine_cache"):
         c.loss.refine_steps = 16
-    # `refine_cache`: the same fit, warm-started from each example's cached fit.
-    c.loss.fit_cache = variant in ("refine_cache", "fit_first")
-    # `fit_first`: the cache starts with template fits of every training example (150 steps, 8
-    # yaws chosen after 25; ~10 min on 2 CPU cores for 3,650 examples), which the network
-    # amortizes and the in-loop fit goes on refining. Measured at 3,000 steps: val 199.4 / 134.3,
-    # test 209.7 / 146.9 (MPJPE / P-MPJPE; README): not the default yet, for its CPU cost.
-    if variant == "fit_first":
-        c.loss.refine_steps = 16
-        c.loss.fit_init_steps = 150
-        c.loss.fit_init_restarts = 8
-        c.loss.fit_init_choose_after = 25
+        c.loss.fit_cache = variant == "refine_cache"
     # skel and cover are 0 (off) but present, so that a flag can switch them on.
     weights = dict(phys=1.0, inside=1.0, sym=10.0, proportion=1.0, bend=1.0, stance=1.0,
                    depth=1.0, reproject=1.0, skel=0.0, cover=0.0)
     if variant == "oracle":
         # The same detector, data and step budget, trained on ground-truth 2.5D targets.
         c.loss.supervision = "oracle"
-        c.stages = [stage("oracle", 5000, ("detector",), 1e-3, oracle=1.0)]
+        without_fits(c)
+        c.stages = [stage("oracle", 3000, ("detector",), 1e-3, oracle=1.0)]
         return c
     for switch in ("stance", "inside", "bend", "proportion", "sym"):
         if variant == f"no_{switch}":
@@ -241,10 +257,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     if variant == "capsule_body":
         c.physique.kind = "capsules"
         c.physique.capsule_width = 1.2e-2
-    c.stages = [stage("fused", 5000, ("detector",), 3e-4, **weights)]
+    c.stages = [stage("fused", 3000, ("detector",), 3e-4, **weights)]
     if variant == "coarse_to_fine":
-        c.stages = [stage("coarse", 1500, ("detector",), 3e-4, body_scale=1.5, **weights),
-                    stage("fine", 3500, ("detector",), 3e-4, **weights)]
+        c.stages = [stage("coarse", 900, ("detector",), 3e-4, body_scale=1.5, **weights),
+                    stage("fine", 2100, ("detector",), 3e-4, **weights)]
     return c
 
 

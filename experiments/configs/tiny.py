@@ -24,6 +24,10 @@ def get_config(variant: str = "default"):
     c.model.depth_bins = 8
     c.physique.widths = (4, 8)
     synthetic.set_stage_steps(c, (4, 2, 2), 8)
+    if c.loss.fit_init_steps:  # the default's template fits, a few steps from 2 yaws
+        c.loss.fit_init_steps = 3
+        c.loss.fit_init_restarts = 2
+        c.loss.fit_init_choose_after = 1
     c.train.batch_size = 4
     c.train.warmup_steps = 1
     c.train.log_every = 2
