@@ -9,6 +9,13 @@ from maskpose_jax import input_pipeline
 from maskpose_jax import reporting
 
 
+def is_test_split(config, split: str) -> bool:
+    """Whether `split` is held out for testing: config.data.eval_split, or a split the builders
+    name `test` or `test_*` (synthetic's test and test_unseen, h36m's and mpi_inf_3dhp's test).
+    Such a split is read by experiments.evaluate alone, once per reported run."""
+    return split == config.data.eval_split or split == "test" or split.startswith("test_")
+
+
 def make_train_dataset(config, source):
     """This process's training pipeline: no ground truth, except for the supervised oracle.
 

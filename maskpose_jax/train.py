@@ -345,11 +345,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         The held-out metrics of the last in-training evaluation (empty if none ran).
     """
     optimizer = cascade.make_optimizer(config.stages, config.train)  # validates them first
-    if config.data.val_split and config.data.val_split == config.data.eval_split:
+    if config.data.val_split and datasets.is_test_split(config, config.data.val_split):
         raise ValueError(
-            f"config.data.val_split is config.data.eval_split ({config.data.eval_split!r}): "
-            "in-training figures would read the test split, and every choice made from them "
-            "would be tuned on it; set val_split to a val split, or to '' for none")
+            f"config.data.val_split is config.data.eval_split or another test split "
+            f"({config.data.val_split!r}): in-training figures would read a test split, and "
+            "every choice made from them would be tuned on it; set val_split to a val split, "
+            "or to '' for none")
     os.makedirs(workdir, exist_ok=True)
     builder = datasets.get_builder(config)
     train_source = data_builders.data_source(builder, config.data.train_split)

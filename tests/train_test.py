@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import data_builders
+from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
 from maskpose_jax import datasets
@@ -374,9 +375,13 @@ def test_refine_steps_need_the_fused_path():
                                   "h36m_in_the_wild"])
 def test_no_shipped_config_evaluates_on_test_during_training(name, tmp_path):
     module = __import__(f"experiments.configs.{name}", fromlist=["get_config"])
-    config = module.get_config()
-    assert config.data.val_split != config.data.eval_split
-    assert config.data.val_split in ("", "val")
-    config.data.val_split = config.data.eval_split
-    with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
-        train.train_and_evaluate(config, str(tmp_path))
+    variants = getattr(module, "VARIANTS", synthetic.VARIANTS)
+    for variant in variants:  # every recipe of the file, not only its default
+        config = module.get_config(variant)
+        assert config.data.val_split != config.data.eval_split
+        assert config.data.val_split in ("", "val"), (name, variant)
+        assert not datasets.is_test_split(config, config.data.val_split or "val")
+    for test_split in (config.data.eval_split, "test_unseen"):
+        config.data.val_split = test_split
+        with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
+            train.train_and_evaluate(config, str(tmp_path))
