@@ -22,10 +22,10 @@ import numpy as np
 import data_builders
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
+from maskpose_jax import factory
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import metrics
-from maskpose_jax import train
 
 _SPLIT = flags.DEFINE_string("split", "val", "Split whose examples are fitted.")
 _EXAMPLES = flags.DEFINE_integer("examples", 64, "Examples, evenly spaced over the split.")
@@ -43,11 +43,11 @@ def main(argv):
                                                   training=False, num_threads=1, prefetch=1)))
     size = int(batch["mask"].shape[-1])
     truth_BxJx3 = jnp.asarray(batch["joints_world"])
-    views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS}, config.loss)
+    views = fused.example_views(input_pipeline.without_ground_truth(batch), config.loss)
     stage = config.stages[0]
     weights = {t: float(w) for t, w in stage.loss_weights.items() if t in fused.POSE_TERMS}
-    capsule_width = train.physique_capsule_width(config)
-    body_radii = train.physique_body_radii(config)
+    capsule_width = factory.physique_capsule_width(config)
+    body_radii = factory.physique_body_radii(config)
     print(f"{count} examples of {config.data.name}/{_SPLIT.value}, {size}px, "
           f"{jax.devices()[0].platform}")
     print("| steps | yaws | lr (mm) | choose after | MPJPE | P-MPJPE | s per call |")

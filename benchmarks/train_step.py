@@ -3,8 +3,9 @@
     python -m benchmarks.train_step [--config=h36m.py] [--batch_size=N] [--steps=5] [--warmup=2]
         [--profile_steps=2] [--image_size=N] [--views=V] [--config.model.dtype=bfloat16 ...]
 
-Builds the models, optimizer, state and step exactly as training does (`train.create_models`,
-`cascade.make_optimizer`, `train.init_state`, `train.make_train_step` on `sharding.make_mesh()`)
+Builds the models, optimizer, state and step exactly as training does (`factory.create_models`,
+`cascade.make_optimizer`, `factory.init_state`, `train_step.make_train_step` on
+`sharding.make_mesh()`)
 and feeds it one synthetic batch of the config's shapes, put on the mesh once: random images,
 masks drawn from a posed skeleton projected through Human3.6M cameras (S1's rig, crops around
 the projection), weights of ones. No ground truth is read. The timed loop runs under
@@ -19,7 +20,7 @@ compiled once (the jitted function's cache size and JAX's compile events) and pr
 - the split of a step's time between detector, rendering (triangulation, lifting, cross-view
   projection, Skeleton Masks), shape prior (physique network) and optimizer, from a
   `jax.profiler` trace of `--profile_steps` steps: every XLA op event (thunk or kernel) is
-  assigned to the `jax.named_scope` found in its HLO instruction's `op_name` (train.py and
+  assigned to the `jax.named_scope` found in its HLO instruction's `op_name` (train_step.py and
   losses.py set them); forward and backward ops of a scope count together.
 
 Defaults by platform: batch 32 on GPU/TPU, 2 on CPU (the config's shapes otherwise; on CPU the
@@ -74,8 +75,8 @@ def synthetic_batch(batch_size, num_views, image_size, seed=0):
     import jax  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
     from data_builders import cameras  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import render  # pylint: disable=import-outside-toplevel
     from maskpose_jax import input_pipeline  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import render  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(seed)
     rig = cameras.h36m_rig("S1")
@@ -239,8 +240,9 @@ def main(argv):
 
     from benchmarks import render as render_benchmark  # pylint: disable=import-outside-toplevel
     from maskpose_jax import cascade  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import train_step as train_step_lib  # pylint: disable=import-outside-toplevel
 
     compile_events = collections.defaultdict(list)
     monitoring.register_event_duration_secs_listener(
@@ -260,10 +262,11 @@ def main(argv):
           f"{config.model.depth_bins} depth bins, {config.model.dtype}; "
           f"batch {batch_size} × {num_views} views × {image_size}²", flush=True)
 
-    detector, physique = train.create_models(config)
+    detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = train.init_state(config, detector, physique, optimizer, image_size, mesh)
-    train_step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
+    state = factory.init_state(config, detector, physique, optimizer, image_size, mesh)
+    train_step = train_step_lib.make_train_step(config, detector, physique, optimizer, image_size,
+                                                mesh)
     batch = sharding.shard_batch(synthetic_batch(batch_size, num_views, image_size), mesh)
     jax.block_until_ready((state, batch))
 

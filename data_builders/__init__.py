@@ -9,6 +9,12 @@ whose `as_data_source(split)` reads it.
 import dataclasses
 import importlib
 
+from data_builders import serialization
+
+# Byte-identical records for the same options, in any process: set before any builder module
+# (each imports this package first) writes a record.
+serialization.sort_map_entries()
+
 # Dataset name -> module holding `Builder` and `make_config(**options)` (the `tfds new` shape).
 BUILDERS = {
     "synthetic": "data_builders.synthetic.synthetic_dataset_builder",

@@ -17,7 +17,7 @@ from absl import logging
 from PIL import Image
 from scipy import ndimage
 
-from maskpose_jax import geodesic
+from data_builders import geodesic
 from maskpose_jax import geometry
 from maskpose_jax import skeleton
 

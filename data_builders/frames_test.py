@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from data_builders import frames
-from maskpose_jax import geodesic
+from data_builders import geodesic
 from maskpose_jax import geometry
 from maskpose_jax import skeleton
 

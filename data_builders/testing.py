@@ -2,6 +2,12 @@
 
 import filecmp
 import os
+import subprocess
+import sys
+
+import data_builders
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def record_files(builder) -> list[str]:
@@ -16,6 +22,18 @@ def assert_same_records(builder, other) -> None:
     for name in names:
         assert filecmp.cmp(os.path.join(builder.data_path, name),
                            os.path.join(other.data_path, name), shallow=False), name
+
+
+def build_in_new_process(name: str, data_dir: str, options: dict):
+    """Builds dataset `name` with `options` in a new Python process (`python -m
+    data_builders.build`) and returns its builder: a process of its own has its own hash seeds,
+    so a build that depends on them (protobuf's map order did) differs from one made here."""
+    args = [f"--{key}={value}" for key, value in options.items()]
+    done = subprocess.run([sys.executable, "-m", "data_builders.build", name,
+                           f"--data_dir={data_dir}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return data_builders.make_builder(name, data_dir, **options)
 
 
 def tree_files(root) -> list[str]:

@@ -37,11 +37,12 @@ from experiments import flags as experiment_flags
 from maskpose_jax import datasets
 from maskpose_jax import error_sources
 from maskpose_jax import evaluation
+from maskpose_jax import factory
 from maskpose_jax import fused
+from maskpose_jax import inference
 from maskpose_jax import input_pipeline
 from maskpose_jax import reporting
 from maskpose_jax import sharding
-from maskpose_jax import train
 
 _SPLIT = flags.DEFINE_string("split", "val", "Split to diagnose (the test split is read by "
                              "experiments.evaluate alone).")
@@ -61,10 +62,10 @@ def main(argv):
     image_size = datasets.image_size_of(source)
     if _EXAMPLES.value:
         source = [source[i] for i in range(min(_EXAMPLES.value, len(source)))]
-    state = train.local_copy(train.restore_latest(config, workdir, image_size,
-                                                  sharding.make_mesh()))
-    detector, _ = train.create_models(config)
-    predict = train.make_predict(detector)
+    state = inference.local_copy(factory.restore_latest(config, workdir, image_size,
+                                                        sharding.make_mesh()))
+    detector, _ = factory.create_models(config)
+    predict = inference.make_predict(detector)
     depth_range = float(config.model.depth_range_mm)
     batch_size = int(config.eval.batch_size)
     accumulators = {k: evaluation.Accumulator(image_size, depth_range) for k in error_sources.ROWS}
@@ -75,8 +76,8 @@ def main(argv):
     if _FIT_STEPS.value:
         stage = config.stages[-1]
         weights = {t: float(w) for t, w in stage.loss_weights.items() if t in fused.POSE_TERMS}
-        capsule_width = train.physique_capsule_width(config)
-        body_radii = train.physique_body_radii(config)
+        capsule_width = factory.physique_capsule_width(config)
+        body_radii = factory.physique_body_radii(config)
         body_scale = float(stage.body_scale)
         fit = jax.jit(jax.vmap(lambda world_Jx3, example: fused.refine_pose(
             world_Jx3, example, config.loss, image_size, weights, _FIT_STEPS.value,
@@ -98,8 +99,7 @@ def main(argv):
         if fit is None:
             rows = error_sources.alternatives(keypoints, batch, image_size, depth_range)
         else:
-            views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS},
-                                        config.loss)
+            views = fused.example_views(input_pipeline.without_ground_truth(batch), config.loss)
             rows = error_sources.alternatives(keypoints, batch, image_size, depth_range,
                                               lambda world_BxJx3, _: fit(world_BxJx3, views))
             rows["template + fit"] = error_sources.world_keypoints(

@@ -18,26 +18,27 @@ def main(argv):
 
     import data_builders  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import evaluation  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import inference  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import reporting  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     builder = datasets.get_builder(config)
     source = data_builders.data_source(builder, config.data.eval_split)
     image_size = datasets.image_size_of(source)
-    state = train.restore_latest(config, workdir, image_size, sharding.make_mesh())
-    detector, _ = train.create_models(config)
-    local = train.local_copy(state)
-    results = train.evaluate(config, train.make_predict(detector), local.params,
-                             local.batch_stats, source, image_size, config.eval.max_examples)
+    state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh())
+    detector, _ = factory.create_models(config)
+    local = inference.local_copy(state)
+    results = inference.evaluate(config, inference.make_predict(detector), local.params,
+                                 local.batch_stats, source, image_size, config.eval.max_examples)
     results["step"] = int(jax.device_get(state.step))
     supervised = " (SUPERVISED reference: trained on ground-truth 2.5D)" if (
         config.loss.supervision == "oracle") else ""
     title = (f"{config.data.name}/{config.data.eval_split}, variant {config.variant}{supervised}, "
              f"step {results['step']}")
-    _, md_path = evaluation.write_results(results, workdir, title)
+    _, md_path = reporting.write_results(results, workdir, title)
     with open(md_path) as f:
         print(f.read())
 

@@ -30,10 +30,10 @@ import optax
 import data_builders
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
+from maskpose_jax import factory
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import metrics
-from maskpose_jax import train
 
 _EXAMPLES = flags.DEFINE_integer("examples", 64, "Examples, evenly spaced over the split.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per fit.")
@@ -79,8 +79,8 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
         views=tuple(config.data.views))))
     size = int(batch["mask"].shape[-1])
     loss_config = config.loss
-    capsule_width = train.physique_capsule_width(config)
-    body_radii = train.physique_body_radii(config)
+    capsule_width = factory.physique_capsule_width(config)
+    body_radii = factory.physique_body_radii(config)
     if config.physique.kind == "network" and loss_config.use_phys:
         loss_config = config.loss.copy_and_resolve_references()
         loss_config.use_phys = False
@@ -95,7 +95,7 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
     weights_SxT = jnp.asarray([[float(s.loss_weights.get(t, 0.0)) for t in names]
                                for s in stages], jnp.float32)
     scales_S = jnp.asarray([float(s.get("body_scale", 1.0)) for s in stages], jnp.float32)
-    views = fused.example_views({k: batch[k] for k in input_pipeline.TRAIN_FIELDS}, loss_config)
+    views = fused.example_views(input_pipeline.without_ground_truth(batch), loss_config)
     truth_BxJx3 = jnp.asarray(batch["joints_world"], jnp.float32)
 
     def total(joints_Jx3, example, index=len(stages) - 1):

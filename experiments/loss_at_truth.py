@@ -60,12 +60,13 @@ def main(argv):
 
     import data_builders  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import fused  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import inference  # pylint: disable=import-outside-toplevel
     from maskpose_jax import input_pipeline  # pylint: disable=import-outside-toplevel
     from maskpose_jax import losses  # pylint: disable=import-outside-toplevel
     from maskpose_jax import multiview  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
     config = experiment_flags.config()
     if config.loss.supervision != "masks":
@@ -89,14 +90,15 @@ def main(argv):
               for k in ("joints_world", "crop", "intrinsics", "extrinsics", "distortion"))))
     poses = reference_poses(truth, np.random.default_rng(int(config.seed)))
 
-    capsule_width = train.physique_capsule_width(config)
+    capsule_width = factory.physique_capsule_width(config)
     has_checkpoint = os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
         os.path.join(workdir, "checkpoints"))
     loss_config, state = config.loss, None
-    detector, physique = train.create_models(config)
+    detector, physique = factory.create_models(config)
     if has_checkpoint:
-        state = train.local_copy(train.restore_latest(config, workdir, size, sharding.make_mesh()))
-        poses["prediction"] = np.asarray(train.make_predict(detector)(
+        state = inference.local_copy(
+            factory.restore_latest(config, workdir, size, sharding.make_mesh()))
+        poses["prediction"] = np.asarray(inference.make_predict(detector)(
             state.params, state.batch_stats, batch["image"]))
     elif config.physique.kind == "network":
         loss_config = config.loss.copy_and_resolve_references()
@@ -107,9 +109,9 @@ def main(argv):
         return physique.apply({"params": state.params["physique"]}, masks)
 
     weights = config.stages[-1].loss_weights.to_dict()
-    fields = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS + ("view_valid",) if k in batch}
+    fields = input_pipeline.without_ground_truth(batch)
     if config.loss.fusion:
-        body_radii = train.physique_body_radii(config)
+        body_radii = factory.physique_body_radii(config)
         terms_fn = jax.jit(lambda kp: fused.fused_terms(
             kp, fields, None, loss_config, size, depth_range, capsule_width, body_radii,
             refine_weights=weights))

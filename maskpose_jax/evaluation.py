@@ -1,4 +1,5 @@
-"""Evaluation (DESIGN §11): from detector keypoints to the results table.
+"""Evaluation (DESIGN §11): from detector keypoints to the metrics of a split (written by
+`reporting.write_results`).
 
 Every valid view of every example is one evaluated sample: the view's monocular prediction,
 lifted to camera-frame millimetres, against the ground truth moved into that camera. The root
@@ -14,10 +15,6 @@ the 2D keypoints, so one labelling serves both.
 """
 
 import functools
-import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskpose_jax import geometry, metrics, multiview, skeleton
+from maskpose_jax import geometry, input_pipeline, metrics, multiview, skeleton
 
 # Result keys of the as-predicted metrics, in table order, with their table labels.
 METRIC_KEYS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc3d", "pck2d")
-_MM_KEYS = frozenset({"mpjpe", "n_mpjpe", "p_mpjpe"})
+MM_KEYS = frozenset({"mpjpe", "n_mpjpe", "p_mpjpe"})
 GLOBAL_FLIP_SUFFIX = "_global_flip"
 # Samples per metric evaluation (bounds the temporaries of a whole test set).
 _CHUNK = 65536
@@ -127,10 +124,6 @@ def _truth_in_crop_px(joints_world_BxJx3, intrinsics_BxVx3x3, extrinsics_BxVx3x4
                               distortion_BxVx5, crop_BxVx2x3)
 
 
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 # Batch fields the accumulator reads, each with a leading example axis.
 _PER_EXAMPLE = ("crop", "intrinsics", "extrinsics", "distortion", "joints_world", "action")
 
@@ -187,7 +180,7 @@ class Accumulator:
             *(jnp.asarray(batch[k], jnp.float32)
               for k in ("joints_world", "intrinsics", "extrinsics", "distortion", "crop"))))
         actions_BxV = np.broadcast_to(
-            np.asarray([_text(a) for a in batch["action"]], dtype=object)[:, None],
+            np.asarray([input_pipeline.text(a) for a in batch["action"]], dtype=object)[:, None],
             valid_BxV.shape)
         frames_BxV = np.broadcast_to(
             self.num_frames + np.arange(len(keypoints))[:, None], valid_BxV.shape)
@@ -271,7 +264,7 @@ def compute_results(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
     gt_cam = np.asarray(gt_cam_NxJx3, np.float32)
     pred_2d = np.asarray(pred_2d_NxJx2, np.float32)
     gt_2d = np.asarray(gt_2d_NxJx2, np.float32)
-    actions = [_text(a) for a in actions_N]
+    actions = [input_pipeline.text(a) for a in actions_N]
     n = pred_cam.shape[0]
     if n == 0:
         raise ValueError("nothing to evaluate: no samples")
@@ -332,120 +325,3 @@ def _lr_consistency(swap_NxP, frames_N) -> float:
         return float("nan")
     agree_FxP = (swaps_FxP == 0) | (swaps_FxP == counts_F[:, None])
     return float(agree_FxP[multi_F].mean())
-
-
-_LABELS = {
-    "mpjpe": "MPJPE (mm)",
-    "n_mpjpe": "N-MPJPE (mm)",
-    "p_mpjpe": "P-MPJPE (mm)",
-    "pck3d": "3D-PCK @150 mm",
-    "auc3d": "AUC 0-150 mm",
-    "pck2d": "2D-PCK",
-}
-
-
-def _format(key: str, value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.1f}" if key in _MM_KEYS else f"{value:.3f}"
-
-
-def results_markdown(results: Mapping[str, Any], title: str) -> str:
-    """Renders `compute_results`'s output as Markdown: the metrics table, then per action.
-
-    Args:
-        results: a dict from `compute_results` / `Accumulator.results`.
-        title: heading of the section.
-
-    Returns:
-        Markdown text (errors in mm with one decimal, PCK/AUC as fractions with three).
-    """
-    flip_note = "applied" if results["global_flip_applied"] else "not applied"
-    counts = f"{results['num_examples']} view-samples"
-    if "num_frames" in results:
-        counts += f" from {results['num_frames']} frames"
-    if results.get("num_single_view"):
-        counts += (f"; {results['num_single_view']} single-view samples take their root depth "
-                   "from the crop scale (MPJPE carries that prior; N- and P-MPJPE do not)")
-    lines = [
-        f"## {title}", "",
-        f"{counts}. 2D-PCK threshold: {results['pck2d_threshold']:g} x crop side "
-        f"= {results['pck2d_threshold_px']:g} px.", "",
-        "| metric | as predicted | global flip (one bit of truth) "
-        "| oracle per-joint swap (authors' protocol, reads truth) |",
-        "|---|---:|---:|---:|",
-    ]
-    baseline = results.get(BASELINE_KEY)
-    if baseline is not None:
-        lines[-2] += " constant standing skeleton (no network) |"
-        lines[-1] += "---:|"
-    for k in METRIC_KEYS:
-        cells = [_format(k, results.get(k + s)) for s in ("", GLOBAL_FLIP_SUFFIX, ORACLE_SUFFIX)]
-        if baseline is not None:
-            cells.append(_format(k, baseline.get(k)))
-        lines.append(f"| {_LABELS[k]} | " + " | ".join(cells) + " |")
-    lines += [
-        "", f"Global left/right relabelling: {flip_note} (chosen by the lower overall MPJPE).",
-        *([] if baseline is None else [
-            "", "Last column, a reference and not a model: the same standing skeleton "
-            "(`skeleton.STANDING_TEMPLATE`, z = 0) for every sample, lifted and scored like the "
-            "predictions. A model that does not beat it has not learned pose from the images."]),
-        "", "### Per action (as predicted)", "",
-        "| action | MPJPE (mm) | P-MPJPE (mm) | samples |", "|---|---:|---:|---:|",
-    ]
-    for action, row in sorted(results["per_action"].items()):
-        lines.append(f"| {action} | {_format('mpjpe', row['mpjpe'])} | "
-                     f"{_format('p_mpjpe', row['p_mpjpe'])} | {row['num_examples']} |")
-    if "per_joint_mpjpe" in results:
-        lines += ["", "### Per joint (as predicted, root-relative, mm)", "",
-                  "| " + " | ".join(results["per_joint_mpjpe"]) + " |",
-                  "|" + "---:|" * len(results["per_joint_mpjpe"]),
-                  "| " + " | ".join(f"{v:.0f}" for v in results["per_joint_mpjpe"].values())
-                  + " |"]
-    return "\n".join(lines) + "\n"
-
-
-def _json_ready(value):
-    """Replaces non-finite floats by None (strict JSON has no NaN) and NumPy scalars by Python."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
-def write_results(results: Mapping[str, Any], workdir: str, title: str) -> tuple[str, str]:
-    """Writes `<workdir>/results.json` and `<workdir>/results.md`, each atomically (temp + rename).
-
-    Args:
-        results: a dict from `compute_results` / `Accumulator.results`.
-        workdir: output folder (created if missing).
-        title: heading of the Markdown section.
-
-    Returns:
-        (json_path, md_path).
-    """
-    os.makedirs(workdir, exist_ok=True)
-    json_path = os.path.join(workdir, "results.json")
-    md_path = os.path.join(workdir, "results.md")
-    _write_atomic(json_path, json.dumps(_json_ready(results), indent=2, sort_keys=True,
-                                        allow_nan=False) + "\n")
-    _write_atomic(md_path, results_markdown(results, title))
-    return json_path, md_path

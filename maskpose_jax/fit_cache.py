@@ -83,7 +83,7 @@ def initial_fits(config, train_source, image_size: int, capsule_width=None,
     fits, begin = [], time.time()
     for number, batch in enumerate(dataset, 1):
         # Only what a training batch carries: the fits cannot read the truth.
-        batch = {k: batch[k] for k in input_pipeline.TRAIN_FIELDS}
+        batch = input_pipeline.without_ground_truth(batch)
         real = len(batch["image"])
         if real < batch_size:
             batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - real, 0)])

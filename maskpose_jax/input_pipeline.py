@@ -34,6 +34,13 @@ EVAL_FIELDS = TRAIN_FIELDS + ("joints_world", "subject", "action", "frame")
 _PER_VIEW = frozenset(TRAIN_FIELDS)
 
 
+def without_ground_truth(batch: Mapping[str, Any], extra_fields: Sequence[str] = ()) -> dict:
+    """The fields of `batch` that training may read: `TRAIN_FIELDS`, `extra_fields` (the fit
+    cache's index; the supervised oracle's `joints_world`, by name) and `view_valid`, those the
+    batch holds. Every path that trains or fits from masks reads its batch through this."""
+    return {k: batch[k] for k in (*TRAIN_FIELDS, *extra_fields, "view_valid") if k in batch}
+
+
 def outside_distance(mask_HxW: np.ndarray) -> np.ndarray:
     """Distance from every pixel to the nearest foreground pixel (mask >= 0.5), 0 inside.
 
@@ -79,13 +86,14 @@ def decode_example(raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
             "crop": np.asarray(raw["crop"], np.float32),
             "distortion": np.asarray(raw["distortion"], np.float32),
             "joints_world": np.asarray(raw["joints_world"], np.float32),
-            "subject": _text(meta["subject"]),
-            "action": _text(meta["action"]),
+            "subject": text(meta["subject"]),
+            "action": text(meta["action"]),
             "frame": np.int32(meta["frame"]),
     }
 
 
-def _text(value) -> str:
+def text(value) -> str:
+    """A string field of a record or batch as `str` (records hold bytes)."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 

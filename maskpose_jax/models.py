@@ -365,3 +365,11 @@ class PhysiqueNet(nn.Module):
             x = self._block(jnp.concatenate([x, skip], axis=-1), self.widths[level], f"dec{level}")
         logits = nn.Conv(1, (1, 1), dtype=jnp.float32, name="out")(x)
         return jax.nn.sigmoid(logits[..., 0].astype(jnp.float32))
+
+
+def detector_variables(params, batch_stats) -> dict:
+    """The variables `Detector.apply` takes: its params, and its BatchNorm statistics if any."""
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    return variables

@@ -1,9 +1,12 @@
-"""Training reports: one console line, one JSON line and TensorBoard scalars per log step.
+"""Reports: of training, one console line, one JSON line and TensorBoard scalars per log step;
+of an evaluation, `results.json` and `results.md` (`write_results`).
 
 Everything lands under the run's workdir:
     <workdir>/metrics.jsonl    one JSON object per `scalars` call (appended, so a resumed run
                                continues the same file)
     <workdir>/tensorboard/     tensorboardX event files (scalars, image panels, Markdown text)
+    <workdir>/results.json     the evaluation's metrics (experiments.evaluate), and
+    <workdir>/results.md       the same as Markdown tables; each written atomically
 
 Only the primary process (process index 0 in a multi-host run) writes or prints; the others
 construct a `Reporter` with `is_primary=False` and every call becomes a no-op, so the training
@@ -13,11 +16,16 @@ loop needs no `if` around its reporting.
 import json
 import math
 import os
+import tempfile
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
 import tensorboardX
+
+from maskpose_jax import evaluation
 
 
 def say(message: str) -> None:
@@ -166,3 +174,121 @@ class Reporter:
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
+
+
+_LABELS = {
+    "mpjpe": "MPJPE (mm)",
+    "n_mpjpe": "N-MPJPE (mm)",
+    "p_mpjpe": "P-MPJPE (mm)",
+    "pck3d": "3D-PCK @150 mm",
+    "auc3d": "AUC 0-150 mm",
+    "pck2d": "2D-PCK",
+}
+
+
+def _format(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.1f}" if key in evaluation.MM_KEYS else f"{value:.3f}"
+
+
+def results_markdown(results: Mapping[str, Any], title: str) -> str:
+    """Renders `evaluation.compute_results`'s output as Markdown: the metrics, then per action.
+
+    Args:
+        results: a dict from `evaluation.compute_results` / `evaluation.Accumulator.results`.
+        title: heading of the section.
+
+    Returns:
+        Markdown text (errors in mm with one decimal, PCK/AUC as fractions with three).
+    """
+    flip_note = "applied" if results["global_flip_applied"] else "not applied"
+    counts = f"{results['num_examples']} view-samples"
+    if "num_frames" in results:
+        counts += f" from {results['num_frames']} frames"
+    if results.get("num_single_view"):
+        counts += (f"; {results['num_single_view']} single-view samples take their root depth "
+                   "from the crop scale (MPJPE carries that prior; N- and P-MPJPE do not)")
+    lines = [
+        f"## {title}", "",
+        f"{counts}. 2D-PCK threshold: {results['pck2d_threshold']:g} x crop side "
+        f"= {results['pck2d_threshold_px']:g} px.", "",
+        "| metric | as predicted | global flip (one bit of truth) "
+        "| oracle per-joint swap (authors' protocol, reads truth) |",
+        "|---|---:|---:|---:|",
+    ]
+    baseline = results.get(evaluation.BASELINE_KEY)
+    if baseline is not None:
+        lines[-2] += " constant standing skeleton (no network) |"
+        lines[-1] += "---:|"
+    for k in evaluation.METRIC_KEYS:
+        suffixes = ("", evaluation.GLOBAL_FLIP_SUFFIX, evaluation.ORACLE_SUFFIX)
+        cells = [_format(k, results.get(k + s)) for s in suffixes]
+        if baseline is not None:
+            cells.append(_format(k, baseline.get(k)))
+        lines.append(f"| {_LABELS[k]} | " + " | ".join(cells) + " |")
+    lines += [
+        "", f"Global left/right relabelling: {flip_note} (chosen by the lower overall MPJPE).",
+        *([] if baseline is None else [
+            "", "Last column, a reference and not a model: the same standing skeleton "
+            "(`skeleton.STANDING_TEMPLATE`, z = 0) for every sample, lifted and scored like the "
+            "predictions. A model that does not beat it has not learned pose from the images."]),
+        "", "### Per action (as predicted)", "",
+        "| action | MPJPE (mm) | P-MPJPE (mm) | samples |", "|---|---:|---:|---:|",
+    ]
+    for action, row in sorted(results["per_action"].items()):
+        lines.append(f"| {action} | {_format('mpjpe', row['mpjpe'])} | "
+                     f"{_format('p_mpjpe', row['p_mpjpe'])} | {row['num_examples']} |")
+    if "per_joint_mpjpe" in results:
+        lines += ["", "### Per joint (as predicted, root-relative, mm)", "",
+                  "| " + " | ".join(results["per_joint_mpjpe"]) + " |",
+                  "|" + "---:|" * len(results["per_joint_mpjpe"]),
+                  "| " + " | ".join(f"{v:.0f}" for v in results["per_joint_mpjpe"].values())
+                  + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def _json_ready(value):
+    """Replaces non-finite floats by None (strict JSON has no NaN) and NumPy scalars by Python."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def write_results(results: Mapping[str, Any], workdir: str, title: str) -> tuple[str, str]:
+    """Writes `<workdir>/results.json` and `<workdir>/results.md`, each atomically (temp + rename).
+
+    Args:
+        results: a dict from `evaluation.compute_results` / `evaluation.Accumulator.results`.
+        workdir: output folder (created if missing).
+        title: heading of the Markdown section.
+
+    Returns:
+        (json_path, md_path).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    json_path = os.path.join(workdir, "results.json")
+    md_path = os.path.join(workdir, "results.md")
+    _write_atomic(json_path, json.dumps(_json_ready(results), indent=2, sort_keys=True,
+                                        allow_nan=False) + "\n")
+    _write_atomic(md_path, results_markdown(results, title))
+    return json_path, md_path

@@ -89,7 +89,7 @@ STANDING_TEMPLATE_MM = (
 SYMMETRIC_LIMBS = tuple(((PARENTS[a], a), (PARENTS[b], b)) for a, b in LR_PAIRS)
 
 # A generic standing person facing the camera, in normalized crop coordinates (x right, y down;
-# a crop from the mask's box with a 10% margin spans y in about [-0.83, 0.83]). Hand-written, the
+# a crop from the mask's box with a 15% margin spans y in about [-0.77, 0.77]). Hand-written, the
 # same for every example: the detector's optional spatial prior (`config.model.template`), a
 # start that is not a point. Not a measurement of any dataset.
 STANDING_TEMPLATE = (

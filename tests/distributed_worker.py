@@ -4,9 +4,9 @@
         [--coordinator=127.0.0.1:PORT] --local_devices=D --batches=batches.npz --out=out.npz
 
 Trains the tiny config on a 1-D mesh over every device of every process, exactly as
-`train.train_and_evaluate` does (`sharding.make_mesh`, `train.init_state`, `train.make_train_step`,
-`sharding.shard_batch`), one step per global batch of `--batches` (K × B × ... arrays of the
-training fields). Process I feeds rows [I·B/N, (I+1)·B/N) of every global batch (a global batch is
+`train.train_and_evaluate` does (`sharding.make_mesh`, `factory.init_state`,
+`train_step.make_train_step`, `sharding.shard_batch`), one step per global batch of `--batches`
+(K × B × ... arrays of the training fields). Process I feeds rows [I·B/N, (I+1)·B/N) of every global batch (a global batch is
 the concatenation of the processes' batches in process order, as in `input_pipeline`). With N > 1 the processes are connected through
 `sharding.initialize_distributed` (CPU collectives: gloo, JAX's default). The caller sets
 XLA_FLAGS=--xla_force_host_platform_device_count=D in this process's environment; the script
@@ -26,9 +26,12 @@ import numpy as np
 
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import factory
+from maskpose_jax import inference
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
 from maskpose_jax import train
+from maskpose_jax import train_step as train_step_lib
 
 
 def _parse_args():
@@ -68,11 +71,12 @@ def main():
     config = tiny.get_config("paper")
     config.train.batch_size = global_batch
     mesh = sharding.make_mesh()
-    detector, physique = train.create_models(config)
+    detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = train.init_state(config, detector, physique, optimizer, image_size, mesh)
-    train_step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
-    initial = _flat(jax.device_get(train.local_copy(state.params)))
+    state = factory.init_state(config, detector, physique, optimizer, image_size, mesh)
+    train_step = train_step_lib.make_train_step(config, detector, physique, optimizer, image_size,
+                                                mesh)
+    initial = _flat(jax.device_get(inference.local_copy(state.params)))
 
     history, shard_starts = [], None
     for k in range(num_steps):
@@ -82,7 +86,7 @@ def main():
         state, metrics = train_step(state, batch)
         history.append(metrics)
     history = jax.device_get(history)
-    final = _flat(jax.device_get(train.local_copy(state.params)))
+    final = _flat(jax.device_get(inference.local_copy(state.params)))
 
     out = {f"initial/{k}": v for k, v in initial.items()}
     out.update({f"final/{k}": v for k, v in final.items()})

@@ -1,8 +1,5 @@
 """Tests for maskpose_jax.evaluation against float64 NumPy references on synthetic rigs."""
 
-import json
-import os
-
 import numpy as np
 import pytest
 
@@ -254,46 +251,6 @@ def test_per_action_against_numpy(monkeypatch):
     for k in evaluation.METRIC_KEYS:
         assert isinstance(res[k], float)
         np.testing.assert_allclose(res[k], ref[k].mean(), rtol=1e-4, atol=1e-6, err_msg=k)
-
-
-def test_markdown_and_write_results(tmp_path):
-    rng = np.random.default_rng(8)
-    n = 12
-    gt = rng.normal(0, 300, (n, J, 3))
-    pred = gt + rng.normal(0, 50, (n, J, 3))
-    gt_2d = rng.uniform(0, SIZE - 1, (n, J, 2))
-    res = evaluation.compute_results(pred, gt, gt_2d + 1.0, gt_2d, ["Walk", "Greet"] * 6, SIZE,
-                                     0.1)
-    res["num_frames"] = 6
-    md = evaluation.results_markdown(res, "Synthetic test")
-    assert "## Synthetic test" in md and "oracle per-joint swap" in md and "global flip" in md
-    for k in ("mpjpe", "p_mpjpe", "mpjpe_oracle"):
-        assert f"{res[k]:.1f}" in md
-    assert f"| {res['pck3d']:.3f} |" in md and f"{res['auc3d_global_flip']:.3f}" in md
-    walk = res["per_action"]["Walk"]
-    assert f"| Walk | {walk['mpjpe']:.1f} | {walk['p_mpjpe']:.1f} | 6 |" in md
-    assert "constant standing skeleton" not in md
-
-    # The no-network reference adds a last column.
-    res[evaluation.BASELINE_KEY] = {k: 400.0 + i for i, k in enumerate(evaluation.METRIC_KEYS)}
-    with_baseline = evaluation.results_markdown(res, "Synthetic test")
-    assert "constant standing skeleton (no network) |" in with_baseline
-    assert (f"| MPJPE (mm) | {res['mpjpe']:.1f} | {res['mpjpe_global_flip']:.1f} | "
-            f"{res['mpjpe_oracle']:.1f} | 400.0 |") in with_baseline
-    assert f"| {res['pck2d_oracle']:.3f} | 405.000 |" in with_baseline
-    del res[evaluation.BASELINE_KEY]
-
-    workdir = os.path.join(tmp_path, "run")
-    json_path, md_path = evaluation.write_results(res, workdir, "Synthetic test")
-    assert sorted(os.listdir(workdir)) == ["results.json", "results.md"]
-    with open(json_path) as f:
-        loaded = json.load(f)
-    required = {"num_examples", "num_frames", "global_flip_applied", "per_action"}
-    required |= {k + s for k in evaluation.METRIC_KEYS for s in ("", "_global_flip", "_oracle")}
-    assert required <= set(loaded)
-    assert loaded["mpjpe"] == res["mpjpe"] and loaded["per_action"]["Greet"]["num_examples"] == 6
-    with open(md_path) as f:
-        assert f.read() == md
 
 
 def test_template_baseline_scores_like_a_prediction():

@@ -7,9 +7,11 @@ import pytest
 import data_builders
 from experiments.configs import tiny
 from maskpose_jax import datasets
+from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
+from maskpose_jax import sharding
 from maskpose_jax import train
 
 
@@ -69,7 +71,7 @@ def test_initial_fits_are_the_template_fits_and_read_no_truth(data_dir):
     config = _config(data_dir)
     config.eval.batch_size = 16  # the tiny split is 24 examples: one full batch, one padded
     source = _source(config)
-    radii = train.physique_body_radii(config)
+    radii = factory.physique_body_radii(config)
     cache = fit_cache.initial_fits(config, source, 32, body_radii_mm=radii)
     assert cache["joints"].shape == (len(source), 17, 3) and cache["filled"].all()
     assert np.isfinite(cache["joints"]).all()
@@ -99,6 +101,6 @@ def test_training_starts_from_the_fits_and_resumes_without_refitting(data_dir, t
     config.stages[0].steps = 3
     train.train_and_evaluate(config, str(tmp_path))
     assert not calls  # resumed: the cache came from the checkpoint
-    state = train.restore_latest(config, str(tmp_path), 32, train.sharding.make_mesh())
+    state = factory.restore_latest(config, str(tmp_path), 32, sharding.make_mesh())
     assert int(jax.device_get(state.step)) == 3
     assert np.asarray(state.fit_cache["filled"]).all()

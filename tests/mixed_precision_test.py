@@ -12,13 +12,14 @@ import pytest
 from jax.extend import core as jax_core
 
 import data_builders
-from experiments.configs import synthetic
+from experiments.configs import base
 from experiments.configs import tiny
 from maskpose_jax import cascade
 from maskpose_jax import datasets
+from maskpose_jax import factory
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
-from maskpose_jax import train
+from maskpose_jax import train_step as train_step_lib
 
 IMAGE_SIZE = 32
 STEPS = 3
@@ -36,8 +37,8 @@ def _setup(dtype):
     # moments after three steps depend on which frames they saw.
     config.data.options.mirror = False
     config.model.dtype = dtype
-    synthetic.set_stage_steps(config, (1, 1, 1), STEPS)  # structure, shape, joint
-    detector, physique = train.create_models(config)
+    base.set_stage_steps(config, (1, 1, 1), STEPS)  # structure, shape, joint
+    detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     return config, detector, physique, optimizer
 
@@ -73,7 +74,7 @@ def runs(tmp_path_factory):
     assert set(batches[0]) == set(input_pipeline.TRAIN_FIELDS)
 
     mesh = sharding.make_mesh()
-    initial = train.init_state(config, detector, physique, optimizer, IMAGE_SIZE, mesh)
+    initial = factory.init_state(config, detector, physique, optimizer, IMAGE_SIZE, mesh)
     out = {"initial": jax.device_get(initial), "images": batches[0]["image"][:, 0]}
     traced = {}
     for dtype in ("float32", "bfloat16"):
@@ -81,11 +82,12 @@ def runs(tmp_path_factory):
         # The switch leaves the state's structure, shapes and dtypes alone: bfloat16 starts
         # from the float32 run's initial values.
         abstract = jax.eval_shape(
-            lambda: train.init_state(config, detector, physique, optimizer, IMAGE_SIZE, mesh))
+            lambda: factory.init_state(config, detector, physique, optimizer, IMAGE_SIZE, mesh))
         assert jax.tree.structure(abstract) == jax.tree.structure(initial)
         assert ([(a.shape, a.dtype) for a in jax.tree.leaves(abstract)]
                 == [(a.shape, a.dtype) for a in jax.tree.leaves(initial)])
-        jitted = train.make_train_step(config, detector, physique, optimizer, IMAGE_SIZE, mesh)
+        jitted = train_step_lib.make_train_step(config, detector, physique, optimizer, IMAGE_SIZE,
+                                                mesh)
         traced[dtype] = jitted.trace(initial, sharding.shard_batch(batches[0], mesh))
         out[dtype] = {"jaxpr": traced[dtype].jaxpr.jaxpr, "detector": detector,
                       "physique": physique}

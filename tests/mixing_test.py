@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 
 import data_builders
+from experiments.configs import base
 from experiments.configs import h36m_in_the_wild
 from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
-from maskpose_jax import datasets
 from maskpose_jax import checkpoint
+from maskpose_jax import datasets
+from maskpose_jax import factory
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
 from maskpose_jax import train
+from maskpose_jax import train_step as train_step_lib
 
 N, J = 8, 17
 
@@ -230,9 +233,9 @@ def _mix_config(data_dir):
     config.data.options.num_views = 4
     config.data.weight = 0.75
     options = {**dict(config.data.options), "num_views": 1}
-    config.data.mix = [synthetic.mix_source("synthetic", 0.25, options=options)]
-    synthetic.without_fits(config)  # the fit cache indexes one split
-    synthetic.set_stage_steps(config, (1, 1, 1), 3)
+    config.data.mix = [base.mix_source("synthetic", 0.25, options=options)]
+    base.without_fits(config)  # the fit cache indexes one split
+    base.set_stage_steps(config, (1, 1, 1), 3)
     config.train.log_every = 1
     config.train.checkpoint_every = 2
     config.train.image_every = 0
@@ -290,10 +293,10 @@ def test_padded_view_content_changes_neither_loss_nor_gradients(data_dir):
     config.data.augment = False
     source = _primary(config)
     mesh = sharding.make_mesh()
-    detector, physique = train.create_models(config)
+    detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = train.init_state(config, detector, physique, optimizer, 32, mesh)
-    step = train.make_train_step(config, detector, physique, optimizer, 32, mesh)
+    state = factory.init_state(config, detector, physique, optimizer, 32, mesh)
+    step = train_step_lib.make_train_step(config, detector, physique, optimizer, 32, mesh)
     batch = next(iter(datasets.make_train_dataset(config, source)))
     padded = batch["view_valid"] == 0
     assert padded.any()

@@ -1,4 +1,5 @@
-"""Tests of maskpose_jax.reporting: JSON lines, TensorBoard records, console line, multi-host."""
+"""Tests of maskpose_jax.reporting: JSON lines, TensorBoard records, console line, multi-host,
+the results files of an evaluation."""
 
 import glob
 import io
@@ -13,7 +14,9 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
+from maskpose_jax import evaluation
 from maskpose_jax import reporting
+from maskpose_jax import skeleton
 
 
 class FakeClock:
@@ -183,3 +186,43 @@ def test_closed_reporter_raises(tmp_path):
     (11100, "3h05m"), (None, "?"), (float("inf"), "?"), (-1, "?")])
 def test_format_duration(seconds, text):
     assert reporting.format_duration(seconds) == text
+
+
+def test_markdown_and_write_results(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 12
+    gt = rng.normal(0, 300, (n, skeleton.NUM_JOINTS, 3))
+    pred = gt + rng.normal(0, 50, (n, skeleton.NUM_JOINTS, 3))
+    gt_2d = rng.uniform(0, 63, (n, skeleton.NUM_JOINTS, 2))
+    res = evaluation.compute_results(pred, gt, gt_2d + 1.0, gt_2d, ["Walk", "Greet"] * 6, 64,
+                                     0.1)
+    res["num_frames"] = 6
+    md = reporting.results_markdown(res, "Synthetic test")
+    assert "## Synthetic test" in md and "oracle per-joint swap" in md and "global flip" in md
+    for k in ("mpjpe", "p_mpjpe", "mpjpe_oracle"):
+        assert f"{res[k]:.1f}" in md
+    assert f"| {res['pck3d']:.3f} |" in md and f"{res['auc3d_global_flip']:.3f}" in md
+    walk = res["per_action"]["Walk"]
+    assert f"| Walk | {walk['mpjpe']:.1f} | {walk['p_mpjpe']:.1f} | 6 |" in md
+    assert "constant standing skeleton" not in md
+
+    # The no-network reference adds a last column.
+    res[evaluation.BASELINE_KEY] = {k: 400.0 + i for i, k in enumerate(evaluation.METRIC_KEYS)}
+    with_baseline = reporting.results_markdown(res, "Synthetic test")
+    assert "constant standing skeleton (no network) |" in with_baseline
+    assert (f"| MPJPE (mm) | {res['mpjpe']:.1f} | {res['mpjpe_global_flip']:.1f} | "
+            f"{res['mpjpe_oracle']:.1f} | 400.0 |") in with_baseline
+    assert f"| {res['pck2d_oracle']:.3f} | 405.000 |" in with_baseline
+    del res[evaluation.BASELINE_KEY]
+
+    workdir = os.path.join(tmp_path, "run")
+    json_path, md_path = reporting.write_results(res, workdir, "Synthetic test")
+    assert sorted(os.listdir(workdir)) == ["results.json", "results.md"]
+    with open(json_path) as f:
+        loaded = json.load(f)
+    required = {"num_examples", "num_frames", "global_flip_applied", "per_action"}
+    required |= {k + s for k in evaluation.METRIC_KEYS for s in ("", "_global_flip", "_oracle")}
+    assert required <= set(loaded)
+    assert loaded["mpjpe"] == res["mpjpe"] and loaded["per_action"]["Greet"]["num_examples"] == 6
+    with open(md_path) as f:
+        assert f.read() == md

@@ -17,14 +17,16 @@ import data_builders
 from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
+from maskpose_jax import checkpoint
 from maskpose_jax import datasets
 from maskpose_jax import evaluation
-from maskpose_jax import checkpoint
-from maskpose_jax import input_pipeline
+from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import fused
+from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
 from maskpose_jax import train
+from maskpose_jax import train_step as train_step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,11 +48,11 @@ def _setup(config, mesh):
     builder = datasets.get_builder(config)
     source = data_builders.data_source(builder, "train")
     image_size = datasets.image_size_of(source)
-    detector, physique = train.create_models(config)
+    detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = train.init_state(config, detector, physique, optimizer, image_size, mesh,
-                             fit_cache.size(config, source))
-    step = train.make_train_step(config, detector, physique, optimizer, image_size, mesh)
+    state = factory.init_state(config, detector, physique, optimizer, image_size, mesh,
+                               fit_cache.size(config, source))
+    step = train_step_lib.make_train_step(config, detector, physique, optimizer, image_size, mesh)
     return source, state, step
 
 
@@ -219,7 +221,7 @@ def _train_args(data_dir, workdir, *extra):
 
 def _final_params(workdir, data_dir):
     config = _config(data_dir)
-    state = train.restore_latest(config, str(workdir), 32, sharding.make_mesh())
+    state = factory.restore_latest(config, str(workdir), 32, sharding.make_mesh())
     return int(state.step), jax.device_get(state.params)
 
 
@@ -312,24 +314,6 @@ def test_config_errors_name_the_key():
     assert missing.returncode != 0 and "no_such_config.py" in out
 
 
-def test_model_option_errors_name_the_key():
-    config = tiny.get_config()
-    config.model.template = "sitting"
-    with pytest.raises(ValueError, match=r"config\.model\.template .*'sitting'"):
-        train.create_models(config)
-    config = tiny.get_config()
-    config.physique.kind = "smpl"
-    with pytest.raises(ValueError, match=r"config\.physique\.kind .*'smpl'"):
-        train.physique_capsule_width(config)
-    config.physique.kind = "capsules"
-    config.physique.capsule_width = 0.0
-    with pytest.raises(ValueError, match=r"config\.physique\.capsule_width"):
-        train.physique_capsule_width(config)
-    config.physique.capsule_width = 6e-3
-    assert train.physique_capsule_width(config) == 6e-3
-    assert train.physique_capsule_width(tiny.get_config()) is None
-
-
 def test_real_data_configs_say_what_is_missing(tmp_path):
     from experiments.configs import h36m  # pylint: disable=import-outside-toplevel
     config = h36m.get_config()
@@ -362,13 +346,6 @@ def test_real_data_path_end_to_end(tmp_path):
     results = json.load(open(workdir / "results.json"))
     assert results["num_examples"] == results["num_single_view"] > 0
     assert np.isfinite(results["mpjpe"]) and np.isfinite(results["p_mpjpe"])
-
-
-def test_refine_steps_need_the_fused_path():
-    config = tiny.get_config("paper")
-    config.loss.refine_steps = 4
-    with pytest.raises(ValueError, match="config.loss.fusion"):
-        train.make_train_step(config, None, None, None, 32, None)
 
 
 @pytest.mark.parametrize("name", ["synthetic", "tiny", "tiny_real", "h36m", "mpi_inf_3dhp",

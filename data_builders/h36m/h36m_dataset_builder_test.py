@@ -11,13 +11,13 @@ import pytest
 
 import data_builders
 from data_builders import frames
+from data_builders import geodesic
 from data_builders import testing
 from data_builders.h36m import calibration
 from data_builders.h36m import h36m_dataset_builder as h36m
 from data_builders.h36m import make_dummy_data
 from data_builders.h36m import masks
 from data_builders.h36m import release
-from maskpose_jax import geodesic
 from maskpose_jax import geometry
 from maskpose_jax import input_pipeline
 from maskpose_jax import skeleton
@@ -154,7 +154,7 @@ def test_frame_indices():
 
 
 def test_same_options_give_identical_files(built, tmp_path):
-    again = _build(tmp_path)
+    again = testing.build_in_new_process("h36m", str(tmp_path), OPTIONS)
     testing.assert_same_records(built, again)
 
 

@@ -12,10 +12,10 @@ from PIL import Image
 
 import data_builders
 from data_builders import frames
+from data_builders import geodesic
 from data_builders import testing
 from data_builders.in_the_wild import in_the_wild_dataset_builder as wild
 from data_builders.in_the_wild import make_dummy_data
-from maskpose_jax import geodesic
 from maskpose_jax import geometry
 from maskpose_jax import input_pipeline
 from maskpose_jax import skeleton
@@ -99,7 +99,8 @@ def test_crop_and_mask_follow_the_drawn_silhouette(built):
 
 
 def test_same_options_give_identical_files(built, tmp_path):
-    again = _build(tmp_path)
+    again = testing.build_in_new_process("in_the_wild", str(tmp_path),
+                                         {"root_dir": DUMMY_DIR, "image_size": N})
     testing.assert_same_records(built, again)
 
 

@@ -13,6 +13,7 @@ import scipy.io
 
 import data_builders
 from data_builders import frames
+from data_builders import geodesic
 from data_builders import preview
 from data_builders import testing
 from data_builders import video
@@ -20,7 +21,6 @@ from data_builders.frames import BadInput
 from data_builders.mpi_inf_3dhp import make_dummy_data
 from data_builders.mpi_inf_3dhp import mpi_inf_3dhp_dataset_builder as mpi
 from data_builders.mpi_inf_3dhp import release
-from maskpose_jax import geodesic
 from maskpose_jax import input_pipeline
 from maskpose_jax import skeleton
 
@@ -101,8 +101,7 @@ def test_cameras_agree_on_the_world_joints(built):
 
 
 def test_same_options_give_identical_files(built, tmp_path):
-    again = data_builders.make_builder("mpi_inf_3dhp", str(tmp_path), **OPTIONS)
-    again.download_and_prepare()
+    again = testing.build_in_new_process("mpi_inf_3dhp", str(tmp_path), OPTIONS)
     testing.assert_same_records(built, again)
 
 

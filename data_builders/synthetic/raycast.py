@@ -367,7 +367,7 @@ def corrupt_mask(mask_HxW, rng, holes=2, hole_size=0.08, edge_noise=0.35, shadow
     return mask.astype(np.float32)
 
 
-def render_views(capsules, body, scene, rig, out_size, supersample=2, margin=0.15):
+def render_views(capsules, body, scene, rig, out_size, supersample=2, margin=frames.CROP_MARGIN):
     """Renders one example in every camera of a rig: mask-box crop, soft mask and RGB image.
 
     Per view: `full_image_mask_bbox` -> `frames.crop_from_mask_bbox` -> `render_view`.

@@ -21,12 +21,12 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from data_builders import frames
+from data_builders import geodesic
 from data_builders import options as options_lib
 from data_builders.synthetic import body as body_lib
 from data_builders.synthetic import motion as motion_lib
 from data_builders.synthetic import raycast
 from data_builders.synthetic import rig as rig_lib
-from maskpose_jax import geodesic
 
 ASSETS_MOCAP_DIR = os.path.join(os.path.dirname(__file__), "..", "assets", "mocap")
 H36M_RIG_SUBJECTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11")
@@ -41,7 +41,6 @@ DEFAULT_EXAMPLES = {"train": 4000, "val": 400, "test": 800, "test_unseen": 600}
 SIZES = ("default", "large")
 FPS = 30.0
 CAPTURE_AREA_RADIUS_MM = 1000.0
-CROP_MARGIN = 0.15
 SUPERSAMPLE = 2
 
 
@@ -201,7 +200,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         body = subjects[subject]
         scene = rig_lib.sample_scene(rng)
         rendered = raycast.render_views(body_lib.capsules(placed_Jx3, body), body, scene, rig,
-                                        config.image_size, SUPERSAMPLE, CROP_MARGIN)
+                                        config.image_size, SUPERSAMPLE, frames.CROP_MARGIN)
         if rendered is None:
             return key, None, 0
         masks, images, crops = rendered

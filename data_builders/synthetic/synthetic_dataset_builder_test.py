@@ -8,10 +8,10 @@ import pytest
 
 import data_builders
 from data_builders import build
+from data_builders import geodesic
 from data_builders import preview
 from data_builders import testing
 from data_builders.synthetic import synthetic_dataset_builder as synthetic
-from maskpose_jax import geodesic
 from maskpose_jax import input_pipeline
 from maskpose_jax import skeleton
 
@@ -82,8 +82,7 @@ def test_ground_truth_lands_on_the_rendered_body(built):
 
 
 def test_same_options_give_identical_files(built, tmp_path):
-    again = data_builders.make_builder("synthetic", str(tmp_path), **OPTIONS)
-    again.download_and_prepare()
+    again = testing.build_in_new_process("synthetic", str(tmp_path), OPTIONS)
     testing.assert_same_records(built, again)
 
 

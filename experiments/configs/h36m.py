@@ -9,11 +9,11 @@ The dataset is not built implicitly (a full build takes hours): build it first, 
 options as `config.data.options`, or start-up fails saying how.
 """
 
-from experiments.configs import synthetic
+from experiments.configs import base
 
 
 def get_config(variant: str = "default"):
-    c = synthetic.get_config(variant)
+    c = base.get_config(variant)
     c.data.name = "h36m"
     c.data.options.root_dir = ""           # the extracted release (folders S1, S5, ...)
     c.data.options.image_size = 256
@@ -32,7 +32,7 @@ def get_config(variant: str = "default"):
     c.model.head_channels = 256
     c.model.depth_bins = 64
     c.physique.widths = (32, 64, 128)
-    synthetic.set_stage_steps(c, (40_000, 10_000, 30_000), 80_000)
+    base.set_stage_steps(c, (40_000, 10_000, 30_000), 80_000)
     c.train.batch_size = 32
     c.train.warmup_steps = 1000
     c.train.log_every = 100

@@ -12,17 +12,17 @@ triangulation, no cross-view or agreement term). Evaluation reads Human3.6M alon
 in-the-wild crop size is h36m's (256): a mixture needs one crop size.
 """
 
+from experiments.configs import base
 from experiments.configs import h36m
-from experiments.configs import synthetic
 
 
 def get_config(variant: str = "default"):
     c = h36m.get_config(variant)
     c.data.weight = 0.75
-    c.data.mix = [synthetic.mix_source(
+    c.data.mix = [base.mix_source(
         "in_the_wild", 0.25,
         options=dict(root_dir="", image_size=c.data.options.image_size))]
     # The fit cache indexes the examples of one training split: a mixture trains the network
     # alone (no template fits).
-    synthetic.without_fits(c)
+    base.without_fits(c)
     return c

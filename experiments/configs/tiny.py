@@ -5,6 +5,7 @@
 
 import os
 
+from experiments.configs import base
 from experiments.configs import synthetic
 
 DUMMY_MOCAP = os.path.join(os.path.dirname(__file__), "..", "..", "data_builders", "synthetic",
@@ -23,7 +24,7 @@ def get_config(variant: str = "default"):
     c.model.head_channels = 8
     c.model.depth_bins = 8
     c.physique.widths = (4, 8)
-    synthetic.set_stage_steps(c, (4, 2, 2), 8)
+    base.set_stage_steps(c, (4, 2, 2), 8)
     if c.loss.fit_init_steps:  # the default's template fits, a few steps from 2 yaws
         c.loss.fit_init_steps = 3
         c.loss.fit_init_restarts = 2

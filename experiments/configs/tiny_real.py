@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-from experiments.configs import synthetic
+from experiments.configs import base
 from experiments.configs import tiny
 
 VARIANTS = ("h36m", "mpi_inf_3dhp", "h36m_in_the_wild")
@@ -44,9 +44,9 @@ def get_config(variant: str = "h36m"):
             frame_stride=1))
     if variant == "h36m_in_the_wild":
         c.data.weight = 0.75
-        c.data.mix = [synthetic.mix_source(
+        c.data.mix = [base.mix_source(
             "in_the_wild", 0.25, options=dict(root_dir=_dummy("in_the_wild"), image_size=32))]
         # The fit cache indexes the examples of one training split: a mixture trains the network
         # alone (no template fits).
-        synthetic.without_fits(c)
+        base.without_fits(c)
     return c

@@ -1,4 +1,4 @@
-"""Tests for maskpose_jax.geodesic: brute-force float64 references and degenerate masks."""
+"""Tests for data_builders.geodesic: brute-force float64 references and degenerate masks."""
 
 import functools
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from maskpose_jax import geodesic
+from data_builders import geodesic
 
 PARAMS = (2.0, 1.0, 3.0, 20.0)
 A, B, C, E = PARAMS

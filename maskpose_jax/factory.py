@@ -1,0 +1,167 @@
+"""A run's parts from its config: the check of every setting they read, the models, the train
+state (created or restored), and the fixed body that draws the Physique Masks.
+
+`check_config(config)` raises on any bad setting of the models, the losses, the cascade, the
+optimizer and the splits, naming the config key, before a dataset is opened or anything compiles.
+The training loop (`train`), the train step (`train_step`), the evaluation (`inference`) and the
+entry points take their parts from here.
+"""
+
+import os
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+import data_builders
+from maskpose_jax import cascade
+from maskpose_jax import checkpoint
+from maskpose_jax import datasets
+from maskpose_jax import fit_cache
+from maskpose_jax import models
+from maskpose_jax import sharding
+from maskpose_jax import skeleton
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+SUPERVISIONS = ("masks", "oracle")
+PHYSIQUE_KINDS = ("network", "capsules", "body")
+TEMPLATES = ("none", "standing")
+
+
+class TrainState(flax.struct.PyTreeNode):
+    step: jax.Array        # int32, the number of train steps taken
+    params: Any            # {"detector": ..., "physique": ...}
+    batch_stats: Any       # the detector's BatchNorm statistics ({} with GroupNorm)
+    opt_state: Any
+    # The network-in-the-loop fit's cache (config.loss.fit_cache): {"joints": NxJx3 world joints
+    # (mm), "filled": N} over the N examples of the training split; {} without one.
+    fit_cache: Any = flax.struct.field(default_factory=dict)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the key of the first bad setting of a training run."""
+    cascade.make_optimizer(config.stages, config.train)  # the stages and the optimizer
+    check_loss_config(config)
+    _template(config)
+    _dtype(config)
+    if config.data.val_split and datasets.is_test_split(config, config.data.val_split):
+        raise ValueError(
+            f"config.data.val_split is config.data.eval_split or another test split "
+            f"({config.data.val_split!r}): in-training figures would read a test split, and "
+            "every choice made from them would be tuned on it; set val_split to a val split, "
+            "or to '' for none")
+
+
+def check_loss_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the key of a bad setting of the train step's losses and body."""
+    if config.loss.supervision not in SUPERVISIONS:
+        raise ValueError(f"config.loss.supervision must be 'masks' or 'oracle', "
+                         f"got {config.loss.supervision!r}")
+    if int(config.loss.refine_steps) and not config.loss.fusion:
+        raise ValueError("config.loss.refine_steps > 0 refines the fused pose: it needs "
+                         "config.loss.fusion = True")
+    physique_capsule_width(config)
+    physique_body_radii(config)
+
+
+def _template(config):
+    """The detector's spatial prior: None or skeleton.STANDING_TEMPLATE (config.model.template)."""
+    name = config.model.template
+    if name not in TEMPLATES:
+        raise ValueError(f"config.model.template must be 'none' or 'standing', got {name!r}")
+    return skeleton.STANDING_TEMPLATE if name == "standing" else None
+
+
+def _dtype(config):
+    dtype = DTYPES.get(config.model.dtype)
+    if dtype is None:
+        raise ValueError(
+            f"config.model.dtype must be float32 or bfloat16, got {config.model.dtype}")
+    return dtype
+
+
+def create_models(config: ml_collections.ConfigDict) -> tuple[models.Detector, models.PhysiqueNet]:
+    dtype = _dtype(config)
+    detector = models.Detector(
+        num_joints=skeleton.NUM_JOINTS, depth_bins=config.model.depth_bins,
+        resnet_depth=config.model.resnet_depth, width=config.model.width, norm=config.model.norm,
+        stem=config.model.stem, head_channels=config.model.head_channels,
+        num_deconv=config.model.num_deconv, template=_template(config),
+        template_sigma=float(config.model.template_sigma), dtype=dtype)
+    physique = models.PhysiqueNet(widths=tuple(config.physique.widths), dtype=dtype)
+    return detector, physique
+
+
+def physique_body_radii(config) -> tuple[float, ...] | None:
+    """The generic body's bone radii (mm) when config.physique.kind is "body", else None."""
+    if config.physique.kind != "body":
+        return None
+    if not config.loss.fusion:
+        raise ValueError("config.physique.kind = 'body' needs config.loss.fusion = True")
+    return tuple(float(config.physique.body_scale) * r for r in skeleton.BODY_RADII_MM)
+
+
+def physique_capsule_width(config) -> float | None:
+    """config.physique.capsule_width when config.physique.kind is "capsules", else None."""
+    kind = config.physique.kind
+    if kind not in PHYSIQUE_KINDS:
+        raise ValueError(
+            f"config.physique.kind must be 'network', 'capsules' or 'body', got {kind!r}")
+    if kind != "capsules":
+        return None
+    width = float(config.physique.capsule_width)
+    if not width > 0:
+        raise ValueError(f"config.physique.capsule_width must be > 0, got {width}")
+    return width
+
+
+def init_state(config, detector, physique, optimizer, image_size: int, mesh,
+               cache_size: int = 0) -> TrainState:
+    """Creates the state directly on `mesh`, replicated (no host copy of the parameters), with a
+    fit cache of `cache_size` empty entries (`fit_cache.size`; 0 = none)."""
+
+    def init(key):
+        det_key, phys_key = jax.random.split(key)
+        images = jnp.zeros((1, image_size, image_size, 3), jnp.uint8)
+        det_vars = detector.init(det_key, images, train=False)
+        phys_vars = physique.init(phys_key, jnp.zeros((1, image_size, image_size), jnp.float32))
+        params = {"detector": det_vars["params"], "physique": phys_vars["params"]}
+        fit_cache = {}
+        if cache_size:
+            fit_cache = {"joints": jnp.zeros((cache_size, skeleton.NUM_JOINTS, 3), jnp.float32),
+                         "filled": jnp.zeros((cache_size,), jnp.float32)}
+        return TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                          batch_stats=det_vars.get("batch_stats", {}),
+                          opt_state=optimizer.init(params), fit_cache=fit_cache)
+
+    # rbg keys: the same parameters for a seed, and a far faster initialisation on CPU.
+    key = jax.random.key(config.seed, impl="rbg")
+    abstract = jax.eval_shape(init, key)
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+    return jax.jit(init, out_shardings=shardings)(key)
+
+
+def restore_latest(config, workdir: str, image_size: int, mesh) -> TrainState:
+    """The latest checkpoint's state of `workdir` (replicated on `mesh`), for evaluation.
+
+    Raises:
+        FileNotFoundError: `workdir` has no checkpoint.
+    """
+    directory = os.path.join(workdir, "checkpoints")
+    checkpointer = checkpoint.Checkpointer(directory, keep=config.train.keep_checkpoints)
+    if checkpointer.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}: train first "
+                                f"(python -m experiments.train --workdir={workdir} ...)")
+    detector, physique = create_models(config)
+    optimizer = cascade.make_optimizer(config.stages, config.train)
+    cache_size = 0
+    if config.loss.fit_cache:
+        builder = datasets.get_builder(config)
+        cache_size = fit_cache.size(
+            config, data_builders.data_source(builder, config.data.train_split))
+    state = init_state(config, detector, physique, optimizer, image_size, mesh, cache_size)
+    state, _, _ = checkpointer.restore(state)
+    checkpointer.close()
+    return state

@@ -1,0 +1,87 @@
+"""The detector in eval mode: prediction, the training panel's masks, and the evaluation of a
+split (DESIGN §11) with the constant standing skeleton beside it.
+"""
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from maskpose_jax import evaluation
+from maskpose_jax import factory
+from maskpose_jax import input_pipeline
+from maskpose_jax import models
+from maskpose_jax import render
+from maskpose_jax import skeleton
+
+
+def make_predict(detector) -> Callable:
+    """`predict(params, batch_stats, images_BxVxNxNx3) -> keypoints_BxVxJx3` (eval mode, jitted)."""
+
+    @jax.jit
+    def predict(params, batch_stats, images):
+        b, v = images.shape[:2]
+        out = detector.apply(models.detector_variables(params["detector"], batch_stats),
+                             images.reshape(b * v, *images.shape[2:]), train=False)
+        return out["keypoints"].reshape(b, v, skeleton.NUM_JOINTS, 3)
+
+    return predict
+
+
+def make_visualize(config, detector, physique, image_size: int) -> Callable:
+    """Jitted: one example's predicted keypoints, Skeleton Masks and Physique Masks per view."""
+    predict = make_predict(detector)
+    capsule_width = factory.physique_capsule_width(config)
+
+    @jax.jit
+    def visualize(params, batch_stats, images_VxNxNx3):
+        keypoints_VxJx3 = predict(params, batch_stats, images_VxNxNx3[None])[0]
+        skel = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
+                                                      config.loss.body_width))(keypoints_VxJx3)
+        if capsule_width is None:
+            phys = physique.apply({"params": params["physique"]}, skel)
+        else:
+            phys = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
+                                                          capsule_width))(keypoints_VxJx3)
+        return keypoints_VxJx3, skel, phys
+
+    return visualize
+
+
+def local_copy(tree):
+    """This process's copy of a replicated pytree, on one local device (for host-side work)."""
+    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
+def evaluate(config, predict: Callable, params, batch_stats, source, image_size: int,
+             max_examples: int = 0) -> dict:
+    """Runs the detector over (the first `max_examples` of) `source` and computes DESIGN §11.
+
+    Runs on one device of this process; the last partial batch is padded so that nothing
+    recompiles. The results also hold, under `evaluation.BASELINE_KEY`, the metrics of a constant
+    standing skeleton on the same samples (`evaluation.template_keypoints`): the figure a model
+    must beat to have learned anything from the images.
+    """
+    if max_examples:
+        source = [source[i] for i in range(min(max_examples, len(source)))]
+    batch_size = int(config.eval.batch_size)
+    dataset = input_pipeline.make_dataset(
+        source, global_batch_size=batch_size, training=False, num_threads=config.data.num_threads,
+        prefetch=config.data.prefetch, views=tuple(config.data.views))
+    depth_range = float(config.model.depth_range_mm)
+    accumulator = evaluation.Accumulator(image_size, depth_range)
+    baseline = evaluation.Accumulator(image_size, depth_range)
+    for batch in dataset:
+        count = len(batch["frame"])
+        images = batch["image"]
+        if count < batch_size:
+            pad = np.repeat(images[-1:], batch_size - count, axis=0)
+            images = np.concatenate([images, pad])
+        keypoints = np.asarray(predict(params, batch_stats, images))[:count]
+        accumulator.add(keypoints, batch)
+        baseline.add(np.broadcast_to(evaluation.template_keypoints(), keypoints.shape), batch)
+    threshold = float(config.eval.pck2d_threshold)
+    results = accumulator.results(threshold)
+    reference = baseline.results(threshold)
+    results[evaluation.BASELINE_KEY] = {k: reference[k] for k in evaluation.METRIC_KEYS}
+    return results
