@@ -59,14 +59,19 @@ def _final_params(workdir, data_dir):
     return int(state.step), [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
 
 
-def _phase(last_line: str, workdir: str) -> str:
+def _phase(lines: list[str], workdir: str) -> str:
+    """What a run was doing when killed: its last progress line, and an orbax temporary folder
+    (a step being written) if there is one."""
     checkpoints = os.path.join(workdir, "checkpoints")
     names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
-    if any(not n.isdigit() for n in names if not n.startswith(".")):
-        return "checkpoint write"
-    if not last_line.startswith("step "):
-        return "start-up (fits, compiling)"
-    return "evaluation" if "[eval]" in last_line else "training step"
+    writing = any(not n.isdigit() for n in names if not n.startswith("."))
+    progress = [line for line in lines if line.startswith(("step ", "  fits:", "fitting"))]
+    if not progress or not progress[-1].startswith("step "):
+        what = "start-up (template fits, compiling)"
+    else:
+        what = "evaluation" if "[eval]" in progress[-1] else "training"
+        what += f" (last logged: step {progress[-1].split()[1].split('/')[0]})"
+    return what + ("; a checkpoint being written" if writing else "")
 
 
 def kills(root, data_dir, count, rng):
@@ -80,7 +85,7 @@ def kills(root, data_dir, count, rng):
     print("| run | killed at (s) | what it was doing | resumed | parameters |")
     print("|---:|---:|---|---|---|")
     lost = 0
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}  # a current log
     for k in range(count):
         workdir = os.path.join(root, f"killed_{k}")
         shutil.rmtree(workdir, ignore_errors=True)
@@ -90,9 +95,7 @@ def kills(root, data_dir, count, rng):
             process = subprocess.Popen([sys.executable, *_train_args(workdir, data_dir)],
                                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
             time.sleep(moment)
-            phase_dir = workdir
-            lines = open(log_path).read().splitlines()
-            phase = _phase(lines[-1] if lines else "", phase_dir)
+            phase = _phase(open(log_path).read().splitlines(), workdir)
             process.send_signal(signal.SIGKILL)
             process.wait()
         code, out = _python(_train_args(workdir, data_dir))
@@ -108,11 +111,14 @@ def kills(root, data_dir, count, rng):
 
 
 def _named(code, out, *needles):
+    """"named": a non-zero exit whose message names `needles`, without a traceback."""
     if code == 0:
         return "exit 0 (no error)"
+    named = all(n in out for n in needles)
     if "Traceback (most recent call last)" in out:
-        return "TRACEBACK"
-    return "named" if all(n in out for n in needles) else "error, not naming " + ", ".join(needles)
+        return ("named, after a traceback" if named
+                else "TRACEBACK, not naming " + ", ".join(needles))
+    return "named" if named else "error, not naming " + ", ".join(needles)
 
 
 def _last_line(out):
@@ -188,9 +194,10 @@ def disks(root, data_dir, straight):
         return
     print("| case | exit | last line printed | last good checkpoint |")
     print("|---|---:|---|---|")
-    size_kb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(straight)
-                  for f in fs) // 1024
-    for case, options in (("full disk", f"size={size_kb + 64}k"), ("read-only workdir", None)):
+    # Room for the run as it is and a little more, not for another checkpoint.
+    used_kb = int(subprocess.run(["du", "-sk", straight], capture_output=True, text=True,
+                                 check=True).stdout.split()[0])
+    for case, options in (("full disk", f"size={used_kb + 256}k"), ("read-only workdir", None)):
         mount = os.path.join(root, "mnt_" + case.split()[0])
         os.makedirs(mount, exist_ok=True)
         subprocess.run(["umount", mount], capture_output=True, check=False)
@@ -216,6 +223,8 @@ def disks(root, data_dir, straight):
 
 
 def main():
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    logging.set_verbosity(logging.ERROR)  # tfds's notes on every builder it opens
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,12 @@ def main(argv=None):
         parser.error(str(e))
     print(f"building {args.dataset}/{builder.builder_config.name} into {builder.data_dir}",
           flush=True)
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except (ValueError, FileNotFoundError) as e:  # frames.BadInput is a ValueError
+        # The builders' input errors name the file; tfds left only its temporary folder.
+        print(f"python -m data_builders.build: error: {e}", file=sys.stderr)
+        return 1
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} examples")
     return 0

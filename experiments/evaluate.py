@@ -7,6 +7,8 @@ as it is; beside it, labelled, one global left/right relabelling for the whole s
 ground truth) and the original authors' per-joint oracle swap (reads ground truth).
 """
 
+import sys
+
 from absl import app
 
 from experiments import flags as experiment_flags
@@ -17,6 +19,7 @@ def main(argv):
     import jax  # pylint: disable=import-outside-toplevel
 
     import data_builders  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import checkpoint  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
     from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import inference  # pylint: disable=import-outside-toplevel
@@ -28,7 +31,10 @@ def main(argv):
     builder = datasets.get_builder(config)
     source = data_builders.data_source(builder, config.data.eval_split)
     image_size = datasets.image_size_of(source)
-    state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh())
+    try:
+        state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh())
+    except (FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
+        sys.exit(f"error: {error}")
     detector, _ = factory.create_models(config)
     local = inference.local_copy(state)
     results = inference.evaluate(config, inference.make_predict(detector), local.params,

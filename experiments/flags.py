@@ -2,10 +2,12 @@
 
 `--config=NAME.py[:variant]` resolves a bare file name against `experiments/configs/` (a path
 that exists is taken as it is); overrides such as `--config.train.batch_size=8` keep working,
-and an unknown key or a value of the wrong type is an error at start-up that names the key.
+and an unknown key or a value of the wrong type is an error at start-up that names the key (a
+message and exit status 1, no traceback).
 """
 
 import os
+import sys
 
 from absl import flags
 from absl import logging
@@ -42,9 +44,16 @@ def parse_flags(argv: list[str]) -> list[str]:
             arg = resolve_config_path(argv[i])
         resolved.append(arg)
         i += 1
-    remaining = flags.FLAGS(resolved)
+    try:
+        remaining = flags.FLAGS(resolved)
+    except flags.Error as error:
+        sys.exit(f"error: {error}")
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        # ml_collections raises these for `--config.a.b=...` with an unknown key or a bad value.
+        overrides = " ".join(a for a in resolved if a.startswith("--config."))
+        sys.exit(f"error: config override {overrides}: {error}")
     if _CONFIG.value is None:
-        raise flags.IllegalFlagValueError("--config is required (e.g. --config=synthetic.py)")
+        sys.exit("error: --config is required (e.g. --config=synthetic.py)")
     if not flags.FLAGS["verbosity"].present:  # orbax and tfds log every step at INFO
         logging.set_verbosity(logging.WARNING)
     return remaining

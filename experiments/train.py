@@ -9,6 +9,8 @@ Several processes (GPU clusters, TPU pods): start the same command on every host
 connects them, and each process feeds its own slice of every global batch.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 
@@ -22,14 +24,24 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 def main(argv):
     del argv
     # Imported here so that `--help` and flag errors do not wait for JAX.
+    from maskpose_jax import checkpoint  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
     from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = experiment_flags.config()
+    try:
+        factory.check_config(config)  # a bad setting: its message, no traceback
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     print(f"training {config.data.name} (variant {config.variant}) in {workdir}", flush=True)
-    train.train_and_evaluate(config, workdir)
+    try:
+        train.train_and_evaluate(config, workdir)
+    except (FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
+        # A dataset that is not built (the message gives the command) or a damaged checkpoint.
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

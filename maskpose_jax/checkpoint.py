@@ -29,6 +29,10 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint step is there but cannot be read back (truncated or damaged files)."""
+
+
 class Checkpointer:
     """Saves and restores (state, data_state, meta) at integer steps under one directory.
 
@@ -107,6 +111,8 @@ class Checkpointer:
 
         Raises:
             FileNotFoundError: if the directory holds no checkpoint, or not the requested step.
+            UnreadableCheckpointError: the step is there but cannot be read (damaged files); the
+                message names it and the step before it.
         """
         steps = self.all_steps()
         if step is None:
@@ -117,12 +123,21 @@ class Checkpointer:
             raise FileNotFoundError(
                     f"no checkpoint of step {step} in {self.directory} (steps present: {steps})")
         target = jax.tree.map(lambda leaf: _abstract_leaf(leaf, sharding), abstract_state)
-        restored = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(target),
-                        data=ocp.args.JsonRestore(),
-                        meta=ocp.args.JsonRestore()))
+        try:
+            restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                            state=ocp.args.StandardRestore(target),
+                            data=ocp.args.JsonRestore(),
+                            meta=ocp.args.JsonRestore()))
+        except Exception as error:  # orbax, tensorstore and json raise many kinds
+            folder = self.directory / str(step)
+            others = [s for s in steps if s != step]
+            hint = (f"remove {folder} to go on from step {others[-1]}" if others
+                    else "no other step is kept")
+            raise UnreadableCheckpointError(
+                    f"checkpoint step {step} in {self.directory} cannot be read "
+                    f"({type(error).__name__}: {str(error)[:200]}); {hint}") from error
         return restored.state, restored.data, restored.meta
 
     def wait(self) -> None:

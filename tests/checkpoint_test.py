@@ -9,6 +9,7 @@ import optax
 import pytest
 from flax import struct
 
+from maskpose_jax import checkpoint
 from maskpose_jax import sharding
 from maskpose_jax.checkpoint import Checkpointer
 
@@ -187,3 +188,24 @@ def test_save_rejects_non_json_metadata(tmp_path):
         ckpt.save(1, _make_state(seed=1), {"state": b"bytes"}, {})
     assert ckpt.all_steps() == []
     ckpt.close()
+
+
+def test_damaged_step_is_an_error_naming_it_and_the_step_before(tmp_path):
+    ckpt = Checkpointer(tmp_path, keep=3, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, _make_state(seed=step), {"position": step}, {})
+    ckpt.close()
+    for folder, _, names in os.walk(tmp_path / "2"):  # truncate every file of step 2
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+    reopened = Checkpointer(tmp_path, keep=3)
+    with pytest.raises(checkpoint.UnreadableCheckpointError,
+                       match=r"checkpoint step 2 in .* cannot be read .*remove .*2 to go on "
+                             r"from step 1"):
+        reopened.restore(_abstract(_make_state(seed=0)))
+    restored, data, _ = reopened.restore(_abstract(_make_state(seed=0)), step=1)
+    _assert_states_equal(restored, _make_state(seed=1))
+    assert data == {"position": 1}
+    reopened.close()
