@@ -50,8 +50,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: {error}")
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         # ml_collections raises these for `--config.a.b=...` with an unknown key or a bad value.
-        overrides = " ".join(a for a in resolved if a.startswith("--config."))
-        sys.exit(f"error: config override {overrides}: {error}")
+        overrides = [a for a in resolved if a.startswith("--config.")]
+        name = str(error).strip("'\"")
+        culprits = [a for a in overrides if name and name in a.partition("=")[0]] or overrides
+        sys.exit(f"error: config override {' '.join(culprits)}: {error}")
     if _CONFIG.value is None:
         sys.exit("error: --config is required (e.g. --config=synthetic.py)")
     if not flags.FLAGS["verbosity"].present:  # orbax and tfds log every step at INFO

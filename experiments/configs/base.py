@@ -21,7 +21,6 @@ share: the model, the losses, the cascade, the training loop and the evaluation,
 The step counts and sizes here are the synthetic dataset's (CPU-sized); other datasets set theirs.
 """
 
-
 import ml_collections
 
 # The paper's recipe and its ablations (built on the settings below), ours and its ablations,
