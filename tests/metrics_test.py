@@ -90,6 +90,29 @@ def test_p_mpjpe_matches_independent_procrustes():
     np.testing.assert_allclose(metrics.p_mpjpe(pred, gt), _ref_p_mpjpe(pred, gt), rtol=1e-3)
 
 
+def _ref_orthogonal_p_mpjpe(pred, gt):
+    """The same alignment allowed to reflect (no det fix): below P-MPJPE on mirrored inputs."""
+    out = []
+    for p, g in zip(_ref_root_relative(pred), _ref_root_relative(gt)):
+        x, y = p - p.mean(0), g - g.mean(0)
+        u, sig, vt = np.linalg.svd(x.T @ y)
+        aligned = np.sum(sig) / np.sum(x * x) * x @ (u @ vt) + g.mean(0)
+        out.append(np.mean(np.linalg.norm(aligned - g, axis=1)))
+    return np.array(out)
+
+
+def test_p_mpjpe_does_not_reflect_mirrored_predictions():
+    # A mirrored pose (x -> -x, then a random rotation) is best matched by a reflection, which
+    # P-MPJPE must not use: these inputs take the reference's det < 0 branch.
+    pred, gt = _poses(6)
+    rng = np.random.default_rng(6)
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    pred = np.stack([0.9 * p @ mirror @ _random_rotation(rng).T for p in pred])
+    got = np.asarray(metrics.p_mpjpe(pred, gt))
+    np.testing.assert_allclose(got, _ref_p_mpjpe(pred, gt), rtol=1e-3)
+    assert np.all(got > _ref_orthogonal_p_mpjpe(pred, gt) + 20.0)
+
+
 def test_p_mpjpe_recovers_a_known_similarity():
     _, gt = _poses(3)
     rng = np.random.default_rng(3)
