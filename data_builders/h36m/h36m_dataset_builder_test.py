@@ -269,3 +269,25 @@ def test_config_names_and_registry(tmp_path):
         data_builders.make_builder("h36m", str(tmp_path), root_dir=DUMMY_DIR, colour=1)
     builder = data_builders.make_builder("h36m", str(tmp_path), **OPTIONS)
     assert builder.builder_config.name == h36m.make_config(**OPTIONS).name
+
+
+def test_crops_masks_and_weights_do_not_depend_on_joints(built, tmp_path):
+    """Joints moved inside an unchanged silhouette (the same videos and masks, every pose moved
+    by 20 mm): the same crops, masks, weights and images; only joints_world moves."""
+    root = tmp_path / "release"
+    shutil.copytree(DUMMY_DIR, root)
+    shift = np.array([20.0, -20.0, 10.0])
+    for subject in ("S1", "S9"):
+        folder = root / subject / "MyPoseFeatures" / "D3_Positions"
+        for name in os.listdir(folder):
+            pose = np.asarray(cdflib.CDF(str(folder / name)).varget("Pose")).reshape(-1, 32, 3)
+            make_dummy_data.write_cdf(str(folder / name), pose + shift)
+    moved = _build(tmp_path / "tfds", root_dir=str(root))
+    for split in ("train", "test"):
+        before, after = _examples(built, split), _examples(moved, split)
+        assert len(before) == len(after) > 0
+        for a, b in zip(before, after):
+            for field in ("crop", "mask", "weight", "image", "intrinsics", "extrinsics"):
+                np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+            np.testing.assert_allclose(b["joints_world"] - a["joints_world"],
+                                       np.broadcast_to(shift, a["joints_world"].shape), atol=1e-3)
