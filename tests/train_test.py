@@ -184,6 +184,10 @@ def test_loss_at_truth_prints_the_reference_table(data_dir, tmp_path):
     for row in rows:
         assert all(np.isfinite(float(x)) for x in row.strip("| ").split(" | ")[1:]), row
     assert "4 examples of synthetic/train" in out
+    # What the capsules variant was built for (base.py, README): with a fixed body and scaled
+    # background weights the truth scores the lowest total of the reference poses.
+    totals = {r.split(" | ")[0][2:]: float(r.split(" | ")[1]) for r in rows}
+    assert all(totals["truth"] < t for name, t in totals.items() if name != "truth"), totals
 
 
 def test_oracle_reads_truth_and_is_labelled(data_dir):
