@@ -8,6 +8,9 @@ from experiments.configs import tiny
 from maskpose_jax import datasets
 from maskpose_jax import evaluation
 from maskpose_jax import inference
+from maskpose_jax import input_pipeline
+from maskpose_jax import skeleton
+from tests import references
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +45,46 @@ def test_padded_last_batch_scores_like_unpadded_batches(source):
         np.testing.assert_allclose(four[key], one[key], rtol=1e-5, err_msg=key)
         np.testing.assert_allclose(four[evaluation.BASELINE_KEY][key],
                                    one[evaluation.BASELINE_KEY][key], rtol=1e-5, err_msg=key)
+
+
+def _ref_template_scores(source, size, threshold):
+    """N-MPJPE, P-MPJPE and 2D-PCK of the standing template on every view-sample, float64 NumPy.
+
+    The template has z = 0, so its lift is the rays through its pixels times the root depth:
+    N- and P-MPJPE do not depend on that depth, and the rays at depth 1 are used here."""
+    template = np.asarray(skeleton.STANDING_TEMPLATE, np.float64)
+    crop_px = (template + 1.0) * (size - 1) / 2.0
+    n_errors, p_errors, hits = [], [], []
+    for i in range(len(source)):
+        e = input_pipeline.decode_example(source[i])
+        for v in range(len(e["crop"])):
+            crop = np.asarray(e["crop"][v], np.float64)
+            k, ext = np.asarray(e["intrinsics"][v], np.float64), np.asarray(e["extrinsics"][v],
+                                                                            np.float64)
+            a_inv = np.linalg.inv(np.vstack([crop, [0.0, 0.0, 1.0]]))
+            full = (a_inv @ np.c_[crop_px, np.ones(len(crop_px))].T).T[:, :2]
+            rays = (np.linalg.inv(k) @ np.c_[full, np.ones(len(full))].T).T
+            truth = np.asarray(e["joints_world"], np.float64) @ ext[:, :3].T + ext[:, 3]
+            p = rays - rays[skeleton.PELVIS]
+            g = truth - truth[skeleton.PELVIS]
+            n_errors.append(np.mean(np.linalg.norm(np.sum(p * g) / np.sum(p * p) * p - g, axis=1)))
+            x, y = p - p.mean(0), g - g.mean(0)
+            u, sig, vt = np.linalg.svd(x.T @ y)
+            d = np.sign(np.linalg.det(u @ vt))
+            rot = u @ np.diag([1.0, 1.0, d]) @ vt
+            scale = (sig[0] + sig[1] + d * sig[2]) / np.sum(x * x)
+            p_errors.append(np.mean(np.linalg.norm(scale * x @ rot - y, axis=1)))
+            uv = references.project_reference(np.asarray(e["joints_world"], np.float64), k, ext,
+                                              np.asarray(e["distortion"][v], np.float64))
+            gt_2d = uv @ crop[:, :2].T + crop[:, 2]
+            hits.append(np.mean(np.linalg.norm(crop_px - gt_2d, axis=1) <= threshold * size))
+    return {"n_mpjpe": np.mean(n_errors), "p_mpjpe": np.mean(p_errors), "pck2d": np.mean(hits)}
+
+
+def test_constant_skeleton_baseline_against_numpy(source):
+    config = tiny.get_config()
+    results = inference.evaluate(config, _predict, None, None, source, 32)
+    baseline = results[evaluation.BASELINE_KEY]
+    reference = _ref_template_scores(source, 32, float(config.eval.pck2d_threshold))
+    for key, value in reference.items():
+        np.testing.assert_allclose(baseline[key], value, rtol=2e-3, err_msg=key)
