@@ -36,6 +36,10 @@ _SETTINGS = flags.DEFINE_multi_string(
 def main(argv):
     del argv
     config = experiment_flags.config()
+    try:  # these figures chose the default's fit settings: val, never test
+        datasets.refuse_test_split(config, _SPLIT.value, "--split")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     source = data_builders.data_source(datasets.get_builder(config), _SPLIT.value)
     count = min(_EXAMPLES.value, len(source))
     picked = [source[int(i)] for i in np.linspace(0, len(source) - 1, count)]

@@ -55,9 +55,10 @@ def main(argv):
     del argv
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
-    if datasets.is_test_split(config, _SPLIT.value):  # choices are made from these figures
-        raise app.UsageError(f"--split={_SPLIT.value} is a test split: it is read by "
-                             "experiments.evaluate alone; diagnose on val")
+    try:
+        datasets.refuse_test_split(config, _SPLIT.value, "--split")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     source = data_builders.data_source(datasets.get_builder(config), _SPLIT.value)
     image_size = datasets.image_size_of(source)
     if _EXAMPLES.value:

@@ -71,6 +71,7 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
     for start in starts:
         if start != "template" and not (start.startswith("noise") and start[5:].isdigit()):
             raise ValueError(f"unknown start {start!r} (noiseS, S in mm, or template)")
+    datasets.refuse_test_split(config, split, "--split")  # the harness chooses losses
     source = data_builders.data_source(datasets.get_builder(config), split)
     count = min(int(examples), len(source))
     picked = [source[int(i)] for i in np.linspace(0, len(source) - 1, count)]

@@ -74,6 +74,10 @@ def main(argv):
                              f"'masks'), got {config.loss.supervision!r}")
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     split = _SPLIT.value or config.data.train_split
+    try:
+        datasets.refuse_test_split(config, split, "--split")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     source = data_builders.data_source(datasets.get_builder(config), split)
     size = datasets.image_size_of(source)
     count = min(int(_EXAMPLES.value), len(source))

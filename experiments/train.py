@@ -31,16 +31,13 @@ def main(argv):
 
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = experiment_flags.config()
-    try:
-        factory.check_config(config)  # a bad setting: its message, no traceback
-    except ValueError as error:
-        sys.exit(f"error: {error}")
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     print(f"training {config.data.name} (variant {config.variant}) in {workdir}", flush=True)
     try:
         train.train_and_evaluate(config, workdir)
-    except (FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
-        # A dataset that is not built (the message gives the command) or a damaged checkpoint.
+    except (factory.ConfigError, FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
+        # A bad setting (checked before anything is built), a dataset that is not built (the
+        # message gives the command) or a damaged checkpoint: the message, no traceback.
         sys.exit(f"error: {error}")
 
 

@@ -16,6 +16,20 @@ def is_test_split(config, split: str) -> bool:
     return split == config.data.eval_split or split == "test" or split.startswith("test_")
 
 
+def refuse_test_split(config, split: str, where: str) -> None:
+    """Raises ValueError if `split` is a test split (`is_test_split`).
+
+    Every path whose figures choose a recipe (in-training evaluation, the fitting harness, the
+    error sources, the loss at the truth, the template-fit benchmark) reads through this, so
+    that choices are made on val; `where` names the config key or flag that chose the split.
+    """
+    if is_test_split(config, split):
+        raise ValueError(
+            f"{where} is config.data.eval_split or another test split ({split!r}): choices made "
+            "from its figures would be tuned on test; use a val split (the test split is read by "
+            "experiments.evaluate alone, once per reported run)")
+
+
 def make_train_dataset(config, source):
     """This process's training pipeline: no ground truth, except for the supervised oracle.
 

@@ -40,18 +40,21 @@ class TrainState(flax.struct.PyTreeNode):
     fit_cache: Any = flax.struct.field(default_factory=dict)
 
 
+class ConfigError(ValueError):
+    """A bad setting of a run's config; the message names its key."""
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the key of the first bad setting of a training run."""
-    cascade.make_optimizer(config.stages, config.train)  # the stages and the optimizer
-    check_loss_config(config)
-    _template(config)
-    _dtype(config)
-    if config.data.val_split and datasets.is_test_split(config, config.data.val_split):
-        raise ValueError(
-            f"config.data.val_split is config.data.eval_split or another test split "
-            f"({config.data.val_split!r}): in-training figures would read a test split, and "
-            "every choice made from them would be tuned on it; set val_split to a val split, "
-            "or to '' for none")
+    """Raises ConfigError naming the key of the first bad setting of a training run."""
+    try:
+        cascade.make_optimizer(config.stages, config.train)  # the stages and the optimizer
+        check_loss_config(config)
+        _template(config)
+        _dtype(config)
+        if config.data.val_split:  # in-training figures choose recipes: val, never test
+            datasets.refuse_test_split(config, config.data.val_split, "config.data.val_split")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_loss_config(config: ml_collections.ConfigDict) -> None:

@@ -28,40 +28,31 @@ READ_ELSEWHERE = {
 }
 
 
-def _leaves(config, prefix=""):
-    """Every leaf key of a config: "loss.use_sym", "stages[].learning_rate", ...; builder options
+def _nodes(config, prefix=""):
+    """(path prefix, ConfigDict) of `config` and of every ConfigDict inside it, lists included."""
+    yield prefix, config
+    for key, value in config.items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, config_dict.ConfigDict):
+                yield from _nodes(v, prefix + key + ("[]." if v is not value else "."))
+
+
+def _leaves(config):
+    """Every leaf key: "loss.use_sym", "stages[].learning_rate", ...; builder options
     (data.options.*) and mix entries are the builders' (an unknown option is an error there)."""
-    for key, value in config.items():
-        path = prefix + key
-        if path in ("data.options", "data.mix"):
-            continue
-        if isinstance(value, config_dict.ConfigDict):
-            yield from _leaves(value, path + ".")
-        elif isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, config_dict.ConfigDict) for v in value):
-            for v in value:
-                yield from _leaves(v, path + "[].")
-        else:
-            yield path
-
-
-def _paths(config, prefix, out):
-    out[id(config)] = prefix
-    for key, value in config.items():
-        if isinstance(value, config_dict.ConfigDict):
-            _paths(value, f"{prefix}{key}.", out)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                if isinstance(v, config_dict.ConfigDict):
-                    _paths(v, f"{prefix}{key}[].", out)
+    return {prefix + key for prefix, node in _nodes(config)
+            if not prefix.startswith(("data.options.", "data.mix[]."))
+            for key, value in node.items()
+            if prefix + key not in ("data.options", "data.mix")
+            and not any(isinstance(v, config_dict.ConfigDict)
+                       for v in (value if isinstance(value, (list, tuple)) else [value]))}
 
 
 @contextlib.contextmanager
 def _recording(config, reads, monkeypatch):
     """Adds to `reads` the key path of every item read from `config` (attribute, item, get, or
     items()), except by the config's own serialization (config.json)."""
-    paths = {}
-    _paths(config, "", paths)
+    paths = {id(node): prefix for prefix, node in _nodes(config)}
     getitem, items = config_dict.ConfigDict.__getitem__, config_dict.ConfigDict.items
     quiet = []
 
@@ -108,7 +99,7 @@ def test_every_key_is_read(data_dir, tmp_path, monkeypatch):
         config = tiny.get_config(variant)
         config.data.data_dir = data_dir
         config.train.eval_every = 4   # the in-training evaluation reads its keys too
-        keys |= set(_leaves(config))
+        keys |= _leaves(config)
         with _recording(config, reads, monkeypatch):
             train.train_and_evaluate(config, str(tmp_path / variant))
     unread = keys - reads
@@ -130,6 +121,6 @@ def test_every_key_is_read(data_dir, tmp_path, monkeypatch):
     for name in SHIPPED:
         module = importlib.import_module(f"experiments.configs.{name}")
         for variant in getattr(module, "VARIANTS", synthetic.VARIANTS):
-            extra = {k for k in set(_leaves(module.get_config(variant))) - keys
+            extra = {k for k in _leaves(module.get_config(variant)) - keys
                      if not k.startswith("stages[].loss_weights.")}
             assert not extra, f"{name}.py:{variant}: keys the test does not cover: {extra}"

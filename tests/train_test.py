@@ -366,3 +366,17 @@ def test_no_shipped_config_evaluates_on_test_during_training(name, tmp_path):
         config.data.val_split = test_split
         with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
             train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("tool", ["experiments.fit", "experiments.error_sources",
+                                  "experiments.loss_at_truth", "benchmarks.template_fit"])
+def test_tools_that_choose_recipes_refuse_a_test_split(tool, tmp_path):
+    """Their figures choose losses, settings and recipes: read on val, never on test (nothing
+    is built or read before the refusal: the data dir does not exist)."""
+    for split in ("test", "test_unseen"):
+        done = _run(["-m", tool, "--config=tiny.py", f"--split={split}",
+                     f"--workdir={tmp_path}", f"--config.data.data_dir={tmp_path / 'none'}"])
+        out, _ = done.communicate(timeout=300)
+        assert done.returncode != 0, out
+        assert f"--split is config.data.eval_split or another test split ('{split}')" in out, out
+        assert not os.path.exists(tmp_path / "none")
