@@ -31,11 +31,12 @@ STEPS = 24
 RUN_FLAGS = ("--config=tiny.py", f"--config.stages[0].steps={STEPS}",
              "--config.train.checkpoint_every=3", "--config.train.eval_every=8",
              "--config.train.image_every=0", "--config.train.log_every=1")
+# Every command runs on the CPU; unbuffered, so that a killed run's log says where it was.
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 
 
 def _python(args, timeout=900):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True,
                           text=True, timeout=timeout, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -85,7 +86,6 @@ def kills(root, data_dir, count, rng):
     print("| run | killed at (s) | what it was doing | resumed | parameters |")
     print("|---:|---:|---|---|---|")
     lost = 0
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}  # a current log
     for k in range(count):
         workdir = os.path.join(root, f"killed_{k}")
         shutil.rmtree(workdir, ignore_errors=True)
@@ -93,7 +93,7 @@ def kills(root, data_dir, count, rng):
         log_path = os.path.join(root, f"killed_{k}.log")
         with open(log_path, "w") as log:
             process = subprocess.Popen([sys.executable, *_train_args(workdir, data_dir)],
-                                       cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                       cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT)
             time.sleep(moment)
             phase = _phase(open(log_path).read().splitlines(), workdir)
             process.send_signal(signal.SIGKILL)
