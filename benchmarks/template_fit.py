@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import data_builders
+from data_builders import configured
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
 from maskpose_jax import factory
@@ -40,7 +40,7 @@ def main(argv):
         datasets.refuse_test_split(config, _SPLIT.value, "--split")
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    source = data_builders.data_source(datasets.get_builder(config), _SPLIT.value)
+    source = configured.open_split(config, _SPLIT.value)
     count = min(_EXAMPLES.value, len(source))
     picked = [source[int(i)] for i in np.linspace(0, len(source) - 1, count)]
     batch = next(iter(input_pipeline.make_dataset(picked, global_batch_size=count,

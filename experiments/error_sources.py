@@ -32,7 +32,7 @@ from absl import flags
 import jax
 import numpy as np
 
-import data_builders
+from data_builders import configured
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
 from maskpose_jax import error_sources
@@ -59,12 +59,13 @@ def main(argv):
         datasets.refuse_test_split(config, _SPLIT.value, "--split")
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    source = data_builders.data_source(datasets.get_builder(config), _SPLIT.value)
+    source = configured.open_split(config, _SPLIT.value)
     image_size = datasets.image_size_of(source)
     if _EXAMPLES.value:
         source = [source[i] for i in range(min(_EXAMPLES.value, len(source)))]
-    state = inference.local_copy(factory.restore_latest(config, workdir, image_size,
-                                                        sharding.make_mesh()))
+    state = inference.local_copy(factory.restore_latest(
+        config, workdir, image_size, sharding.make_mesh(),
+        configured.open_split(config, config.data.train_split)))
     detector, _ = factory.create_models(config)
     predict = inference.make_predict(detector)
     depth_range = float(config.model.depth_range_mm)

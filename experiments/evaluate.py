@@ -18,7 +18,7 @@ def main(argv):
     del argv
     import jax  # pylint: disable=import-outside-toplevel
 
-    import data_builders  # pylint: disable=import-outside-toplevel
+    from data_builders import configured  # pylint: disable=import-outside-toplevel
     from maskpose_jax import checkpoint  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
     from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
@@ -28,11 +28,11 @@ def main(argv):
 
     config = experiment_flags.config()
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
-    builder = datasets.get_builder(config)
-    source = data_builders.data_source(builder, config.data.eval_split)
+    source = configured.open_split(config, config.data.eval_split)
     image_size = datasets.image_size_of(source)
     try:
-        state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh())
+        state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh(),
+                                       configured.open_split(config, config.data.train_split))
     except (FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
         sys.exit(f"error: {error}")
     detector, _ = factory.create_models(config)

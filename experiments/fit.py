@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import data_builders
+from data_builders import configured
 from experiments import flags as experiment_flags
 from maskpose_jax import datasets
 from maskpose_jax import factory
@@ -72,7 +72,7 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
         if start != "template" and not (start.startswith("noise") and start[5:].isdigit()):
             raise ValueError(f"unknown start {start!r} (noiseS, S in mm, or template)")
     datasets.refuse_test_split(config, split, "--split")  # the harness chooses losses
-    source = data_builders.data_source(datasets.get_builder(config), split)
+    source = configured.open_split(config, split)
     count = min(int(examples), len(source))
     picked = [source[int(i)] for i in np.linspace(0, len(source) - 1, count)]
     batch = next(iter(input_pipeline.make_dataset(

@@ -58,7 +58,7 @@ def main(argv):
     import jax  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    import data_builders  # pylint: disable=import-outside-toplevel
+    from data_builders import configured  # pylint: disable=import-outside-toplevel
     from maskpose_jax import datasets  # pylint: disable=import-outside-toplevel
     from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import fused  # pylint: disable=import-outside-toplevel
@@ -78,7 +78,7 @@ def main(argv):
         datasets.refuse_test_split(config, split, "--split")
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    source = data_builders.data_source(datasets.get_builder(config), split)
+    source = configured.open_split(config, split)
     size = datasets.image_size_of(source)
     count = min(int(_EXAMPLES.value), len(source))
     if count < 1:
@@ -101,7 +101,8 @@ def main(argv):
     detector, physique = factory.create_models(config)
     if has_checkpoint:
         state = inference.local_copy(
-            factory.restore_latest(config, workdir, size, sharding.make_mesh()))
+            factory.restore_latest(config, workdir, size, sharding.make_mesh(),
+                                   configured.open_split(config, config.data.train_split)))
         poses["prediction"] = np.asarray(inference.make_predict(detector)(
             state.params, state.batch_stats, batch["image"]))
     elif config.physique.kind == "network":

@@ -24,8 +24,8 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 def main(argv):
     del argv
     # Imported here so that `--help` and flag errors do not wait for JAX.
+    from data_builders import configured  # pylint: disable=import-outside-toplevel
     from maskpose_jax import checkpoint  # pylint: disable=import-outside-toplevel
-    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
     from maskpose_jax import train  # pylint: disable=import-outside-toplevel
 
@@ -34,10 +34,15 @@ def main(argv):
     workdir = experiment_flags.workdir(f"runs/{config.data.name}")
     print(f"training {config.data.name} (variant {config.variant}) in {workdir}", flush=True)
     try:
-        train.train_and_evaluate(config, workdir)
-    except (factory.ConfigError, FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
-        # A bad setting (checked before anything is built), a dataset that is not built (the
-        # message gives the command) or a damaged checkpoint: the message, no traceback.
+        # Every setting, then every split the run reads (opened or built): a bad setting, a bad
+        # config.data.mix entry, a split the dataset lacks or a dataset that is not built (the
+        # message gives the command) is its message, no traceback.
+        sources = configured.open_training(config)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    try:
+        train.train_and_evaluate(config, workdir, sources)
+    except checkpoint.UnreadableCheckpointError as error:  # names the step to go back to
         sys.exit(f"error: {error}")
 
 

@@ -1,12 +1,28 @@
-"""The configured datasets: their builders (built first when missing and allowed) and the
-training pipeline, one source or a mixture (`config.data`, `config.data.mix`).
+"""The training data of a run, as the library sees it: opened records (`Sources`, opened from the
+configured builders by `data_builders.configured`), the training pipeline over them (one source or
+a mixture) and the rule that keeps test splits out of every choice of recipe.
+
+The library reads records; it does not know the builders (`data_builders` imports the library,
+never the other way).
 """
 
-import data_builders
+from typing import Any, NamedTuple, Sequence
+
 import jax
 
 from maskpose_jax import input_pipeline
-from maskpose_jax import reporting
+
+
+class Sources(NamedTuple):
+    """The opened splits of a training run (random-access records in the tfds format).
+
+    train: config.data.train_split of the primary dataset.
+    val: config.data.val_split (None when it is "": no in-training evaluation).
+    mix: one `input_pipeline.MixSource` per entry of config.data.mix, the primary not included.
+    """
+    train: Sequence[Any]
+    val: Sequence[Any] | None = None
+    mix: tuple[input_pipeline.MixSource, ...] = ()
 
 
 def is_test_split(config, split: str) -> bool:
@@ -30,84 +46,33 @@ def refuse_test_split(config, split: str, where: str) -> None:
             "experiments.evaluate alone, once per reported run)")
 
 
-def make_train_dataset(config, source):
+def make_train_dataset(config, sources: Sources):
     """This process's training pipeline: no ground truth, except for the supervised oracle.
 
-    With `config.data.mix` empty, `source` (the primary dataset's training split) alone, as
-    `input_pipeline.make_dataset` reads it. Otherwise a mixture (`input_pipeline.make_mixture`):
-    `source` with `config.data.weight` first, then every mix entry of weight > 0, each opened (and
-    built when missing and allowed) here.
+    With `config.data.mix` empty, `sources.train` alone, as `input_pipeline.make_dataset` reads
+    it. Otherwise a mixture (`input_pipeline.make_mixture`): `sources.train` with
+    `config.data.weight` first, then `sources.mix` (entries of weight 0 are not read). The
+    oracle does not mix (`factory.check_config`).
     """
     oracle = config.loss.supervision == "oracle"
-    if not config.data.mix:
+    if not sources.mix:
         # The fit cache (config.loss.fit_cache) is keyed by each example's position in the split.
         extra = (("joints_world",) if oracle else ()) + (
             (input_pipeline.INDEX_FIELD,) if config.loss.fit_cache else ())
         return input_pipeline.make_dataset(
-            source, global_batch_size=config.train.batch_size, training=True, seed=config.seed,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            augment=config.data.augment, num_threads=config.data.num_threads,
-            prefetch=config.data.prefetch, views=tuple(config.data.views), extra_fields=extra)
-    if oracle:
-        raise ValueError("config.loss.supervision='oracle' reads ground-truth joints, which mixed "
-                         "sources (config.data.mix) may not have (in-the-wild video): use one source")
-    sources = [input_pipeline.MixSource(source, float(config.data.weight),
-                                        tuple(config.data.views),
-                                        f"config.data ({config.data.name})")]
-    for index in range(len(config.data.mix)):
-        entry = _mix_entry(config, index)
-        records = ()
-        if entry["weight"] > 0:
-            records = data_builders.data_source(get_builder(config, index), entry["train_split"])
-        label = f"config.data.mix[{index}] ({entry['name']})"
-        sources.append(input_pipeline.MixSource(records, entry["weight"], entry["views"], label))
+            sources.train, global_batch_size=config.train.batch_size, training=True,
+            seed=config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count(), augment=config.data.augment,
+            num_threads=config.data.num_threads, prefetch=config.data.prefetch,
+            views=tuple(config.data.views), extra_fields=extra)
+    primary = input_pipeline.MixSource(sources.train, float(config.data.weight),
+                                       tuple(config.data.views),
+                                       f"config.data ({config.data.name})")
     return input_pipeline.make_mixture(
-        sources, global_batch_size=config.train.batch_size, seed=config.seed,
+        [primary, *sources.mix], global_batch_size=config.train.batch_size, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
         augment=config.data.augment, num_threads=config.data.num_threads,
-        prefetch=config.data.prefetch, extra_fields=("joints_world",) if oracle else ())
-
-
-_MIX_FIELDS = ("name", "weight", "data_dir", "options", "train_split", "views")
-
-
-def _mix_entry(config, index: int) -> dict:
-    """`config.data.mix[index]` as a dict, defaults filled in; a bad field is an error naming it."""
-    key = f"config.data.mix[{index}]"
-    fields = {"data_dir": "", "options": {}, "train_split": "train", "views": (),
-              **dict(config.data.mix[index])}
-    bad = sorted(set(fields) - set(_MIX_FIELDS)) + [
-        f"{k} (missing)" for k in ("name", "weight") if k not in fields]
-    if bad:
-        raise ValueError(f"{key}: bad field(s) {', '.join(bad)}; fields: {', '.join(_MIX_FIELDS)}")
-    if fields["name"] not in data_builders.BUILDERS:
-        raise ValueError(f"{key}.name: no builder for dataset {fields['name']!r} in "
-                         f"data_builders/; builders: {', '.join(sorted(data_builders.BUILDERS))}")
-    if not float(fields["weight"]) >= 0:
-        raise ValueError(f"{key}.weight must be >= 0, got {fields['weight']}")
-    return {**fields, "weight": float(fields["weight"]), "options": dict(fields["options"]),
-            "data_dir": fields["data_dir"] or config.data.data_dir, "views": tuple(fields["views"])}
-
-
-def get_builder(config, mix_index: int | None = None):
-    """The builder of the configured dataset, or of `config.data.mix[mix_index]`, built first
-    when missing and allowed (`config.data.build_if_missing`, one process)."""
-    if mix_index is None:
-        name, data_dir, split = config.data.name, config.data.data_dir, config.data.train_split
-        builder = data_builders.make_builder(name, data_dir or None, **dict(config.data.options))
-    else:
-        entry = _mix_entry(config, mix_index)
-        name, data_dir, split = entry["name"], entry["data_dir"], entry["train_split"]
-        try:
-            builder = data_builders.make_builder(name, data_dir or None, **entry["options"])
-        except ValueError as error:
-            raise ValueError(f"config.data.mix[{mix_index}].options: {error}") from None
-    if not builder.is_prepared():
-        if not config.data.build_if_missing or jax.process_count() > 1:
-            data_builders.data_source(builder, split)  # raises, says how
-        reporting.say(f"building dataset {name} into {builder.data_dir}")
-        builder.download_and_prepare()
-    return builder
+        prefetch=config.data.prefetch)
 
 
 def image_size_of(source) -> int:

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-import data_builders
 from maskpose_jax import cascade
 from maskpose_jax import checkpoint
 from maskpose_jax import datasets
@@ -51,6 +50,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         check_loss_config(config)
         _template(config)
         _dtype(config)
+        if config.loss.supervision == "oracle" and config.data.mix:
+            raise ValueError("config.loss.supervision='oracle' reads ground-truth joints, which "
+                             "mixed sources (config.data.mix) may not have (in-the-wild video): "
+                             "use one source")
         if config.data.val_split:  # in-training figures choose recipes: val, never test
             datasets.refuse_test_split(config, config.data.val_split, "config.data.val_split")
     except ValueError as error:
@@ -146,8 +149,11 @@ def init_state(config, detector, physique, optimizer, image_size: int, mesh,
     return jax.jit(init, out_shardings=shardings)(key)
 
 
-def restore_latest(config, workdir: str, image_size: int, mesh) -> TrainState:
+def restore_latest(config, workdir: str, image_size: int, mesh, train_source) -> TrainState:
     """The latest checkpoint's state of `workdir` (replicated on `mesh`), for evaluation.
+
+    `train_source` (the records of config.data.train_split) sizes the fit cache
+    (config.loss.fit_cache); it is not read otherwise.
 
     Raises:
         FileNotFoundError: `workdir` has no checkpoint.
@@ -159,12 +165,8 @@ def restore_latest(config, workdir: str, image_size: int, mesh) -> TrainState:
                                 f"(python -m experiments.train --workdir={workdir} ...)")
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    cache_size = 0
-    if config.loss.fit_cache:
-        builder = datasets.get_builder(config)
-        cache_size = fit_cache.size(
-            config, data_builders.data_source(builder, config.data.train_split))
-    state = init_state(config, detector, physique, optimizer, image_size, mesh, cache_size)
+    state = init_state(config, detector, physique, optimizer, image_size, mesh,
+                       fit_cache.size(config, train_source))
     state, _, _ = checkpointer.restore(state)
     checkpointer.close()
     return state

@@ -1,6 +1,7 @@
-"""The training loop: `train_and_evaluate(config, workdir)` is the whole run.
+"""The training loop: `train_and_evaluate(config, workdir, sources)` is the whole run.
 
-It checks the config (`factory.check_config`), opens the datasets (`datasets`), creates the
+On the opened splits (`datasets.Sources`; `experiments.train` checks the config and opens them
+with `data_builders.configured`, which knows the builders) it creates the
 parameters directly in their sharding on a 1-D `data` mesh over every device (batch sharded,
 parameters replicated: XLA averages the gradients), resumes from the latest checkpoint of
 `workdir` (parameters, optimizer, step and data order), and trains through the cascade's stages
@@ -17,7 +18,6 @@ import jax
 import ml_collections
 import numpy as np
 
-import data_builders
 from maskpose_jax import cascade
 from maskpose_jax import checkpoint
 from maskpose_jax import datasets
@@ -63,28 +63,28 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains per `config` in `workdir` (resuming if it holds checkpoints).
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       sources: datasets.Sources) -> dict:
+    """Trains per `config` in `workdir` (resuming if it holds checkpoints) on `sources`.
+
+    Args:
+        config: a config that passed `factory.check_config`.
+        workdir: where checkpoints, logs and results go.
+        sources: the opened splits (`data_builders.configured.open_training(config)`); training
+            reads `sources.train` and `sources.mix`, in-training evaluation `sources.val` (the
+            val split; None trains blind).
 
     Returns:
         The held-out metrics of the last in-training evaluation (empty if none ran).
     """
-    factory.check_config(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     os.makedirs(workdir, exist_ok=True)
-    builder = datasets.get_builder(config)
-    train_source = data_builders.data_source(builder, config.data.train_split)
-    # In-training evaluation reads the val split only; the test split is experiments.evaluate's,
-    # read once per reported run. A dataset without a val split (val_split "") trains blind.
-    eval_source = None
-    if config.data.val_split:
-        eval_source = data_builders.data_source(builder, config.data.val_split)
-    else:
+    train_source, eval_source = sources.train, sources.val
+    if eval_source is None:
         reporting.say("config.data.val_split is empty: no in-training evaluation (the test split "
                       "is read by experiments.evaluate alone)")
     image_size = datasets.image_size_of(train_source)
-    # Every training source (mixtures included) is opened, or built, before anything compiles.
-    train_dataset = datasets.make_train_dataset(config, train_source)
+    train_dataset = datasets.make_train_dataset(config, sources)
 
     mesh = sharding.make_mesh()
     detector, physique = factory.create_models(config)

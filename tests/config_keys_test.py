@@ -10,16 +10,16 @@ import re
 import pytest
 from ml_collections.config_dict import config_dict
 
+from data_builders import configured
 from experiments.configs import synthetic
 from experiments.configs import tiny
-from maskpose_jax import datasets
 from maskpose_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = ("synthetic", "tiny", "tiny_real", "h36m", "mpi_inf_3dhp", "h36m_in_the_wild")
 # Keys the two runs do not read, and what reads them (each name must occur in the code).
 READ_ELSEWHERE = {
-    "data.build_if_missing": "datasets.get_builder, when the dataset is not built",
+    "data.build_if_missing": "data_builders.configured.get_builder, when the dataset is not built",
     "data.weight": "datasets.make_train_dataset, with a data.mix",
     "eval.max_examples": "experiments.evaluate",
     "loss.cover_radius": "fused, with loss.use_cover",
@@ -89,7 +89,7 @@ def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
     config = tiny.get_config()
     config.data.data_dir = path
-    datasets.get_builder(config)
+    configured.get_builder(config)
     return path
 
 
@@ -101,7 +101,8 @@ def test_every_key_is_read(data_dir, tmp_path, monkeypatch):
         config.train.eval_every = 4   # the in-training evaluation reads its keys too
         keys |= _leaves(config)
         with _recording(config, reads, monkeypatch):
-            train.train_and_evaluate(config, str(tmp_path / variant))
+            train.train_and_evaluate(config, str(tmp_path / variant),
+                                     configured.open_training(config))
     unread = keys - reads
     never = sorted(unread - set(READ_ELSEWHERE))
     assert not never, f"keys no path reads: {never}"

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-import data_builders
+from data_builders import configured
 from experiments.configs import tiny
 from maskpose_jax import cascade
 from maskpose_jax import datasets
@@ -43,8 +43,8 @@ def batches_path(tmp_path_factory):
     config = tiny.get_config("paper")
     config.data.data_dir = str(path / "tfds")
     config.train.batch_size = GLOBAL_BATCH
-    source = data_builders.data_source(datasets.get_builder(config), config.data.train_split)
-    iterator = iter(datasets.make_train_dataset(config, source))
+    source = configured.open_split(config, config.data.train_split)
+    iterator = iter(datasets.make_train_dataset(config, datasets.Sources(source)))
     batches = [next(iterator) for _ in range(cascade.total_steps(config.stages))]
     assert set(batches[0]) == set(input_pipeline.TRAIN_FIELDS)  # no ground truth
     out = path / "batches.npz"

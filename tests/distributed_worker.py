@@ -30,7 +30,6 @@ from maskpose_jax import factory
 from maskpose_jax import inference
 from maskpose_jax import input_pipeline
 from maskpose_jax import sharding
-from maskpose_jax import train
 from maskpose_jax import train_step as train_step_lib
 
 

@@ -4,9 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-import data_builders
+from data_builders import configured
 from experiments.configs import tiny
-from maskpose_jax import datasets
 from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import fused
@@ -18,7 +17,7 @@ from maskpose_jax import train
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    datasets.get_builder(_config(path))  # builds the tiny dataset once
+    configured.get_builder(_config(path))  # builds the tiny dataset once
     return path
 
 
@@ -33,7 +32,7 @@ def _config(data_dir, **loss):
 
 
 def _source(config):
-    return data_builders.data_source(datasets.get_builder(config), "train")
+    return configured.open_split(config, "train")
 
 
 def test_size_needs_a_cache_refinement_and_one_source(data_dir):
@@ -93,14 +92,15 @@ def test_training_starts_from_the_fits_and_resumes_without_refitting(data_dir, t
     config = _config(data_dir)
     config.stages[0].steps = 2
     config.train.image_every = 0
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
     calls = []
     original = fit_cache.initial_fits
     monkeypatch.setattr(fit_cache, "initial_fits",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     config.stages[0].steps = 3
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
     assert not calls  # resumed: the cache came from the checkpoint
-    state = factory.restore_latest(config, str(tmp_path), 32, sharding.make_mesh())
+    state = factory.restore_latest(config, str(tmp_path), 32, sharding.make_mesh(),
+                                   configured.open_split(config, "train"))
     assert int(jax.device_get(state.step)) == 3
     assert np.asarray(state.fit_cache["filled"]).all()

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-import data_builders
+from data_builders import configured
 from experiments.configs import tiny
-from maskpose_jax import datasets
 from maskpose_jax import evaluation
 from maskpose_jax import inference
 from maskpose_jax import input_pipeline
@@ -17,7 +16,7 @@ from tests import references
 def source(tmp_path_factory):
     config = tiny.get_config()
     config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    return data_builders.data_source(datasets.get_builder(config), "test")
+    return configured.open_split(config, "test")
 
 
 def _predict(params, batch_stats, images_BxVxNxNx3):

@@ -11,7 +11,7 @@ import optax
 import pytest
 from jax.extend import core as jax_core
 
-import data_builders
+from data_builders import configured
 from experiments.configs import base
 from experiments.configs import tiny
 from maskpose_jax import cascade
@@ -68,8 +68,8 @@ def runs(tmp_path_factory):
     """float32 and bfloat16: the same initial state and batches, STEPS train steps each."""
     config, detector, physique, optimizer = _setup("float32")
     config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    source = data_builders.data_source(datasets.get_builder(config), config.data.train_split)
-    iterator = iter(datasets.make_train_dataset(config, source))
+    source = configured.open_split(config, config.data.train_split)
+    iterator = iter(datasets.make_train_dataset(config, datasets.Sources(source)))
     batches = [next(iterator) for _ in range(STEPS)]
     assert set(batches[0]) == set(input_pipeline.TRAIN_FIELDS)
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import data_builders
+from data_builders import configured
 from experiments.configs import base
 from experiments.configs import h36m_in_the_wild
 from experiments.configs import synthetic
@@ -247,23 +247,23 @@ def _mix_config(data_dir):
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
     config = _mix_config(path)
-    datasets.make_train_dataset(config, _primary(config))  # builds both tiny datasets
+    configured.open_training(config)  # builds both tiny datasets
     return path
 
 
 def _primary(config):
-    return data_builders.data_source(datasets.get_builder(config), "train")
+    return configured.open_split(config, "train")
 
 
 def test_trainer_builds_every_source_and_mixes_them(data_dir):
     config = _mix_config(data_dir)
-    mixed = next(iter(datasets.make_train_dataset(config, _primary(config))))
+    mixed = next(iter(datasets.make_train_dataset(config, configured.open_training(config))))
     assert mixed["image"].shape == (4, 4, 32, 32, 3)
     np.testing.assert_array_equal(mixed["view_valid"], [[1] * 4] * 3 + [[1, 0, 0, 0]])
     # An empty mix is today's pipeline: make_dataset over the primary source, batch for batch.
     config.data.mix = []
     source = _primary(config)
-    got = next(iter(datasets.make_train_dataset(config, source)))
+    got = next(iter(datasets.make_train_dataset(config, datasets.Sources(source))))
     want = next(iter(input_pipeline.make_dataset(
         source, global_batch_size=4, training=True, seed=config.seed, num_threads=1)))
     assert set(got) == set(want) == set(input_pipeline.TRAIN_FIELDS)
@@ -275,15 +275,15 @@ def test_bad_mix_entries_are_named(data_dir):
     config = _mix_config(data_dir)
     config.data.mix[0].name = "no_such_set"
     with pytest.raises(ValueError, match=r"config\.data\.mix\[0\]\.name.*no_such_set"):
-        datasets.make_train_dataset(config, _primary(_mix_config(data_dir)))
+        configured.open_training(config)
     config = _mix_config(data_dir)
     config.data.mix[0].options.image_size = 16
     with pytest.raises(ValueError, match=r"crop size.*config\.data\.mix\[0\]"):
-        datasets.make_train_dataset(config, _primary(config))
+        datasets.make_train_dataset(config, configured.open_training(config))
     config = _mix_config(data_dir)
     config.data.mix[0].options.nope = 1
     with pytest.raises(ValueError, match=r"config\.data\.mix\[0\]\.options.*nope"):
-        datasets.get_builder(config, 0)
+        configured.get_builder(config, 0)
 
 
 @pytest.mark.slow
@@ -291,13 +291,12 @@ def test_padded_view_content_changes_neither_loss_nor_gradients(data_dir):
     """A train step on a mixed batch is the same whatever its padded views hold."""
     config = _mix_config(data_dir)
     config.data.augment = False
-    source = _primary(config)
     mesh = sharding.make_mesh()
     detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
     state = factory.init_state(config, detector, physique, optimizer, 32, mesh)
     step = train_step_lib.make_train_step(config, detector, physique, optimizer, 32, mesh)
-    batch = next(iter(datasets.make_train_dataset(config, source)))
+    batch = next(iter(datasets.make_train_dataset(config, configured.open_training(config))))
     padded = batch["view_valid"] == 0
     assert padded.any()
     rng = np.random.default_rng(0)
@@ -321,7 +320,7 @@ def test_padded_view_content_changes_neither_loss_nor_gradients(data_dir):
 def test_mixed_training_end_to_end(data_dir, tmp_path):
     """A few steps on the mixture, evaluation on the primary set, and the saved data order."""
     config = _mix_config(data_dir)
-    results = train.train_and_evaluate(config, str(tmp_path))
+    results = train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
     assert np.isfinite(results["mpjpe"])
     lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     losses = [line["loss"] for line in lines if "loss" in line]
@@ -331,10 +330,10 @@ def test_mixed_training_end_to_end(data_dir, tmp_path):
     # One position per source after three batches of 3 + 1 examples.
     assert data_state == {"parents": [{"next_index": 9}, {"next_index": 3}]}
     # A resumed run's iterator continues where the run stopped: with the fourth batch.
-    source = _primary(config)
-    fresh = iter(datasets.make_train_dataset(config, source))
+    sources = configured.open_training(config)
+    fresh = iter(datasets.make_train_dataset(config, sources))
     want = [next(fresh) for _ in range(4)][-1]
-    resumed = iter(datasets.make_train_dataset(config, source))
+    resumed = iter(datasets.make_train_dataset(config, sources))
     resumed.set_state(data_state)
     got = next(resumed)
     for key in want:

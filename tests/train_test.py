@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import data_builders
+from data_builders import configured
 from experiments.configs import synthetic
 from experiments.configs import tiny
 from maskpose_jax import cascade
@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    datasets.get_builder(_config(path))  # builds the tiny dataset once
+    configured.get_builder(_config(path))  # builds the tiny dataset once
     return path
 
 
@@ -45,8 +45,7 @@ def _config(data_dir, variant="default"):
 
 
 def _setup(config, mesh):
-    builder = datasets.get_builder(config)
-    source = data_builders.data_source(builder, "train")
+    source = configured.open_split(config, "train")
     image_size = datasets.image_size_of(source)
     detector, physique = factory.create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
@@ -57,7 +56,7 @@ def _setup(config, mesh):
 
 
 def _batches(config, source, count):
-    iterator = iter(datasets.make_train_dataset(config, source))
+    iterator = iter(datasets.make_train_dataset(config, datasets.Sources(source)))
     return [next(iterator) for _ in range(count)]
 
 
@@ -103,7 +102,7 @@ def test_one_compilation_across_stage_boundaries(data_dir, variant, names):
 def test_training_batches_carry_no_ground_truth(data_dir, variant):
     """Every unsupervised variant's training batches hold the training fields only."""
     config = _config(data_dir, variant)
-    source = data_builders.data_source(datasets.get_builder(config), "train")
+    source = configured.open_split(config, "train")
     batch = _batches(config, source, 1)[0]
     # The fit cache's key is the example's position in the split, an identifier.
     extra = {input_pipeline.INDEX_FIELD} if config.loss.fit_cache else set()
@@ -192,7 +191,7 @@ def test_loss_at_truth_prints_the_reference_table(data_dir, tmp_path):
 
 def test_oracle_reads_truth_and_is_labelled(data_dir):
     config = _config(data_dir, "oracle")
-    source = data_builders.data_source(datasets.get_builder(config), "train")
+    source = configured.open_split(config, "train")
     batch = _batches(config, source, 1)[0]
     assert "joints_world" in batch
     assert config.loss.supervision == "oracle"
@@ -207,7 +206,8 @@ def test_non_finite_loss_stops_and_saves(data_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fused, "fused_terms", broken)
     with pytest.raises(train.NonFiniteLossError, match=r"step 0 \(stage fused\).*'phys': nan"):
-        train.train_and_evaluate(_config(data_dir), str(tmp_path))
+        config = _config(data_dir)
+        train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
     saved = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
     assert saved.latest_step() is not None
 
@@ -225,7 +225,8 @@ def _train_args(data_dir, workdir, *extra):
 
 def _final_params(workdir, data_dir):
     config = _config(data_dir)
-    state = factory.restore_latest(config, str(workdir), 32, sharding.make_mesh())
+    state = factory.restore_latest(config, str(workdir), 32, sharding.make_mesh(),
+                                   configured.open_split(config, "train"))
     return int(state.step), jax.device_get(state.params)
 
 
@@ -323,15 +324,15 @@ def test_real_data_configs_say_what_is_missing(tmp_path):
     config = h36m.get_config()
     config.data.data_dir = str(tmp_path)
     with pytest.raises(ValueError, match="root_dir is required"):
-        datasets.get_builder(config)
+        configured.get_builder(config)
     config.data.options.root_dir = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        datasets.get_builder(config)
+        configured.get_builder(config)
     # A release that is there but not built: not built implicitly; the error gives the command.
     config.data.options.root_dir = str(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"python -m data_builders\.build h36m "
                        rf"--data_dir={tmp_path} --root_dir={tmp_path}"):
-        datasets.get_builder(config)
+        configured.get_builder(config)
 
 
 @pytest.mark.slow
@@ -365,7 +366,7 @@ def test_no_shipped_config_evaluates_on_test_during_training(name, tmp_path):
     for test_split in (config.data.eval_split, "test_unseen"):
         config.data.val_split = test_split
         with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
-            train.train_and_evaluate(config, str(tmp_path))
+            train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
 
 
 @pytest.mark.parametrize("tool", ["experiments.fit", "experiments.error_sources",

@@ -16,7 +16,15 @@ from experiments.configs import base
 from experiments.configs import h36m
 
 
+# The supervised reference reads ground-truth joints, which in-the-wild video has not: it is
+# h36m.py:oracle.
+VARIANTS = tuple(v for v in base.VARIANTS if v != "oracle")
+
+
 def get_config(variant: str = "default"):
+    if variant == "oracle":
+        raise ValueError("h36m_in_the_wild.py has no variant 'oracle' (in-the-wild video has no "
+                         "ground-truth joints to supervise with): use h36m.py:oracle")
     c = h36m.get_config(variant)
     c.data.weight = 0.75
     c.data.mix = [base.mix_source(
