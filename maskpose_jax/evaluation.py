@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskpose_jax import geometry, input_pipeline, metrics, multiview, skeleton
+from maskpose_jax import geometry, input_pipeline, losses, metrics, multiview, skeleton
 
 # Result keys of the as-predicted metrics, in table order, with their table labels.
 METRIC_KEYS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc3d", "pck2d")
@@ -36,11 +36,8 @@ BASELINE_KEY = "baseline_template"
 
 
 def view_valid(batch: Mapping[str, Any]) -> np.ndarray:
-    """B×V bool; a batch without `view_valid` has every view valid."""
-    shape = np.shape(batch["extrinsics"])[:2]
-    if "view_valid" not in batch:
-        return np.ones(shape, bool)
-    return np.asarray(batch["view_valid"]).reshape(shape) > 0.5
+    """B×V bool NumPy `losses.view_valid` (host side)."""
+    return np.asarray(losses.view_valid(batch)) > 0.5
 
 
 @functools.partial(jax.jit, static_argnames=("image_size", "depth_range_mm"))

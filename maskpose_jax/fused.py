@@ -8,15 +8,18 @@ the network). Each view's relative depth z learns from the fused pose's depth in
 its 2D from the fused pose's reprojection (stop-gradient targets: self-supervised depth, as in
 EpipolarPose, Kocabas et al. CVPR 2019).
 
-- `pose_mask_terms`: the forward model and mask terms of ONE world pose in V views (pure; also the
-  objective of `experiments/fit.py`, the per-example fitting harness).
+- `draw_pose` (the forward model of ONE world pose in V views: projections, Skeleton Masks, the
+  fixed body), `pose_terms` (its terms, from that drawing and the masks) and `pose_mask_terms`,
+  the two with the Physique Masks between them (pure; also the objective of
+  `experiments/fit.py`, the per-example fitting harness).
 - `pose_objective`: their weighted sum, the objective of every fit below.
 - `fuse_views`: the world pose of one example from its views' 2D; `consistent_labels` first
   makes the views' left/right labels agree (an option).
 - `refine_pose`: K Adam steps of those terms from a pose (the network-in-the-loop fit).
 - `template_starts`, `template_fit`: a pose from the masks alone, the standing template fitted
   at K yaws (the harness's start, and the fit cache's first entries, maskpose_jax/fit_cache.py).
-- `fused_terms`: the batched training terms of a detector output.
+- `example_pose`: the world pose scored for one example's detector output (fused, or the one
+  view lifted); `fused_terms`: the batched training terms of a detector output.
 
 No ground truth is read anywhere in this module. Units: mm and normalized crop coordinates.
 """
@@ -165,57 +168,74 @@ def _masked_mean(values_V, valid_V):
     return jnp.sum(valid_V * values_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
 
 
-def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_apply=None,
-                    capsule_width=None, body_radii_mm=None, body_scale=1.0):
-    """The unsupervised terms of one world pose seen by V calibrated views (forward model + loss).
-
-    The pose is projected into every view's crop; per view, with the switches of `loss_config`:
-    skel (the paper's clipped Skeleton Mask term, `losses.skeleton_mask_loss`), phys (the Physique
-    Mask: a fixed capsule body of squared width `capsule_width`, or `physique_apply` on the
-    Skeleton Masks), inside (`losses.inside_loss`) and cover (`losses.coverage_loss`), averaged
-    over valid views; and per pose sym (`losses.symmetry_loss`) and proportion.
+def draw_pose(joints_world_Jx3, views, loss_config, image_size, capsule_width=None,
+              body_radii_mm=None, body_scale=1.0):
+    """The forward model of one world pose in V calibrated views: projections and masks.
 
     Args:
         joints_world_Jx3: the pose, world frame, mm.
-        views: dict of one example's per-view arrays: mask, weight (background pixels already
-          scaled), outside_distance VxNxN, crop, intrinsics, extrinsics, distortion, valid [V].
-        loss_config: `config.loss` (body_width, clip_threshold, cover_radius, use_skel,
-          use_phys, use_inside, use_cover, use_sym, use_proportion, use_bend, use_stance).
+        views: dict of one example's per-view arrays (`example_views`): crop, intrinsics,
+          extrinsics, distortion.
+        loss_config: `config.loss` (body_width, use_phys).
         image_size: crop side N (static int).
-        physique_apply: VxNxN Skeleton Masks -> Physique Masks, or None.
-        capsule_width: squared width of the capsule body (used when not None).
-        body_radii_mm: per-bone radii of a body drawn at its size in mm (used when not None).
+        capsule_width: squared width of a fixed capsule body (drawn when not None).
+        body_radii_mm: per-bone radii of a body drawn at its size in mm (drawn when not None).
         body_scale: width factor of the capsule or mm body (a traced scalar is fine).
 
     Returns:
-        dict: every term of POSE_TERMS (0 when switched off), the projected keypoints "kp_VxJx2"
-        and the diagnostic "skel_iou" (Skeleton Mask against the mask at 0.5).
+        dict: "kp_VxJx2" (normalized crop coordinates), "skel_VxNxN" (the Skeleton Masks) and,
+        with use_phys and a fixed body, "body_VxNxN" (its Physique Masks).
     """
     size = int(image_size)
-    valid_V = views["valid"]
     kp_VxJx2 = project_pose(joints_world_Jx3, views["crop"], views["intrinsics"],
                             views["extrinsics"], views["distortion"], size)
+    out = {"kp_VxJx2": kp_VxJx2,
+           "skel_VxNxN": jax.vmap(lambda k: render.skeleton_mask(
+               k, size, float(loss_config.body_width)))(kp_VxJx2)}
+    if loss_config.use_phys:
+        if body_radii_mm is not None:
+            out["body_VxNxN"] = _body_masks(joints_world_Jx3, views, size, body_radii_mm,
+                                            body_scale)
+        elif capsule_width is not None:
+            width = float(capsule_width) * body_scale ** 2
+            out["body_VxNxN"] = jax.vmap(lambda k: render.skeleton_mask(k, size, width))(kp_VxJx2)
+    return out
+
+
+def pose_terms(joints_world_Jx3, drawn, phys_VxNxN, views, loss_config):
+    """The unsupervised terms of one world pose, from its drawing (`draw_pose`) and the masks.
+
+    Per view, with the switches of `loss_config`: skel (the paper's clipped Skeleton Mask term,
+    `losses.skeleton_mask_loss`), phys (`phys_VxNxN` against the mask), inside
+    (`losses.inside_loss`) and cover (`losses.coverage_loss`), averaged over valid views; and
+    per pose sym (`losses.symmetry_loss`), proportion, bend and stance.
+
+    Args:
+        joints_world_Jx3: the pose, world frame, mm.
+        drawn: `draw_pose(joints_world_Jx3, views, ...)`.
+        phys_VxNxN: the Physique Masks (drawn["body_VxNxN"], or the network on
+          drawn["skel_VxNxN"]); None without use_phys.
+        views: mask, weight (background pixels already scaled), outside_distance VxNxN and
+          valid [V] of one example (`example_views`).
+        loss_config: `config.loss` (clip_threshold, cover_radius, use_skel, use_phys,
+          use_inside, use_cover, use_sym, use_proportion, use_bend, use_stance).
+
+    Returns:
+        dict: every term of POSE_TERMS (0 when switched off) and the diagnostic "skel_iou"
+        (Skeleton Mask against the mask at 0.5).
+    """
+    valid_V = views["valid"]
+    kp_VxJx2, skel_VxNxN = drawn["kp_VxJx2"], drawn["skel_VxNxN"]
+    mask_VxNxN, weight_VxNxN = views["mask"], views["weight"]
     zero = jnp.zeros((), jnp.float32)
     out = {name: zero for name in POSE_TERMS}
-    out["kp_VxJx2"] = kp_VxJx2
-    mask_VxNxN, weight_VxNxN = views["mask"], views["weight"]
-    skel_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, float(loss_config.body_width)))(
-        kp_VxJx2)
-    iou_V = jax.vmap(losses.mask_iou)(skel_VxNxN, mask_VxNxN)
-    out["skel_iou"] = _masked_mean(iou_V, valid_V)
+    out["skel_iou"] = _masked_mean(jax.vmap(losses.mask_iou)(skel_VxNxN, mask_VxNxN), valid_V)
     if loss_config.use_skel:
         clip = float(loss_config.clip_threshold)
         out["skel"] = _masked_mean(jax.vmap(
             lambda s, m, w: losses.skeleton_mask_loss(s, m, w, clip))(
                 skel_VxNxN, mask_VxNxN, weight_VxNxN), valid_V)
     if loss_config.use_phys:
-        if body_radii_mm is not None:
-            phys_VxNxN = _body_masks(joints_world_Jx3, views, size, body_radii_mm, body_scale)
-        elif capsule_width is not None:
-            width = float(capsule_width) * body_scale ** 2
-            phys_VxNxN = jax.vmap(lambda k: render.skeleton_mask(k, size, width))(kp_VxJx2)
-        else:
-            phys_VxNxN = physique_apply(skel_VxNxN)
         out["phys"] = _masked_mean(jax.vmap(losses.physique_loss)(
             phys_VxNxN, mask_VxNxN, weight_VxNxN), valid_V)
     if loss_config.use_inside:
@@ -235,6 +255,29 @@ def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_a
     if loss_config.use_stance:
         out["stance"] = stance_loss(joints_world_Jx3)
     return out
+
+
+def pose_mask_terms(joints_world_Jx3, views, loss_config, image_size, physique_apply=None,
+                    capsule_width=None, body_radii_mm=None, body_scale=1.0):
+    """The unsupervised terms of one world pose seen by V calibrated views: `draw_pose`, the
+    Physique Masks (the fixed body's, or `physique_apply` on the Skeleton Masks), `pose_terms`.
+
+    Args:
+        joints_world_Jx3, views, loss_config, image_size, capsule_width, body_radii_mm,
+          body_scale: as in `draw_pose` and `pose_terms`.
+        physique_apply: VxNxN Skeleton Masks -> Physique Masks, or None (a fixed body, or no
+          physique term).
+
+    Returns:
+        `pose_terms`' dict, and the projected keypoints "kp_VxJx2".
+    """
+    drawn = draw_pose(joints_world_Jx3, views, loss_config, image_size, capsule_width,
+                      body_radii_mm, body_scale)
+    phys_VxNxN = drawn.get("body_VxNxN")
+    if loss_config.use_phys and phys_VxNxN is None:
+        phys_VxNxN = physique_apply(drawn["skel_VxNxN"])
+    return {**pose_terms(joints_world_Jx3, drawn, phys_VxNxN, views, loss_config),
+            "kp_VxJx2": drawn["kp_VxJx2"]}
 
 
 def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V,
@@ -330,8 +373,7 @@ def relative_depths(joints_world_Jx3, extrinsics_Vx3x4, depth_range_mm):
 def example_views(batch, loss_config):
     """The per-view inputs of `pose_mask_terms` for a batch: invalid views made harmless, and
     the background weights scaled by `loss_config.background_scale` (uniform without geodesic)."""
-    num_examples, num_views = batch["mask"].shape[:2]
-    valid_BxV = losses.view_valid(batch, num_examples, num_views)
+    valid_BxV = losses.view_valid(batch)
     crop, intrinsics, extrinsics, distortion = losses.safe_cameras(batch, valid_BxV)
     keep_BxVx1x1 = valid_BxV[:, :, None, None] > 0
     mask = jnp.where(keep_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
@@ -432,6 +474,36 @@ def template_fit(views, loss_config, image_size, weights, steps, restarts, lr_mm
     return jax.vmap(one)(starts_BxKxJx3, views)
 
 
+def example_pose(keypoints_VxJx3, example, loss_config, image_size, depth_range_mm):
+    """The world pose (Jx3, mm) that the fused path scores for one example's detector output.
+
+    With two valid views or more, the views' 2D fused (`fuse_views`; with
+    loss_config.consistent_labels the views' left/right labels made to agree first). A
+    single-view example (a padded mixture entry) has nothing to fuse: its pose is its own view
+    lifted at the crop-scale root depth. The triangulation of the root (over every view, padding
+    included, so that the solve stays finite) is computed either way, and discarded when fused.
+    """
+    size = int(image_size)
+    valid_V = example["valid"]
+    cameras = (example["crop"], example["intrinsics"], example["extrinsics"])
+    multi = jnp.sum(valid_V) >= 2
+    root_world_3 = multiview.triangulate_root(keypoints_VxJx3, *cameras, size, valid_V,
+                                              depth_range_mm)
+    _, lifted_VxJx3 = multiview.lift_views(keypoints_VxJx3, root_world_3, *cameras, size,
+                                           depth_range_mm)
+    joints_world_Jx3 = lifted_VxJx3[jnp.argmax(valid_V)]
+    if keypoints_VxJx3.shape[0] >= 2:
+        fuse_valid_V = jnp.where(multi, valid_V, 1.0)
+        fuse_input_VxJx3 = keypoints_VxJx3
+        if bool(loss_config.consistent_labels):  # only the fusion sees the exchanged labels;
+            # the targets teach the raw ones
+            fuse_input_VxJx3 = consistent_labels(keypoints_VxJx3, *cameras,
+                                                 example["distortion"], fuse_valid_V, size)
+        fused_Jx3 = fuse_views(fuse_input_VxJx3, *cameras, fuse_valid_V, size)
+        joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
+    return joints_world_Jx3
+
+
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
                 depth_range_mm, capsule_width=None, body_radii_mm=None, body_scale=1.0,
                 refine_weights=None, cache=None):
@@ -480,7 +552,6 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
     views = example_views(batch, loss_config)
     refine_steps = int(loss_config.refine_steps)
     swap = bool(loss_config.refine_swap)
-    relabel = bool(loss_config.consistent_labels)
     if refine_steps and refine_weights is None:
         raise ValueError("config.loss.refine_steps > 0: fused_terms needs refine_weights")
     if cache is not None and not refine_steps:
@@ -498,24 +569,8 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
 
     def per_example(keypoints_VxJx3, example, cached):
         valid_V = example["valid"]
-        cameras = (example["crop"], example["intrinsics"], example["extrinsics"])
-        multi = jnp.sum(valid_V) >= 2
-        # A single-view example (a padded mixture entry) has nothing to fuse: its pose is its own
-        # view lifted at the crop-scale root depth. Its triangulation (over every view, padding
-        # included, so that the solve stays finite) is computed and discarded.
-        root_world_3 = multiview.triangulate_root(keypoints_VxJx3, *cameras, size, valid_V,
-                                                  depth_range_mm)
-        _, lifted_VxJx3 = multiview.lift_views(keypoints_VxJx3, root_world_3, *cameras, size,
-                                               depth_range_mm)
-        joints_world_Jx3 = lifted_VxJx3[jnp.argmax(valid_V)]
-        if keypoints_VxJx3.shape[0] >= 2:
-            fuse_valid_V = jnp.where(multi, valid_V, 1.0)
-            fuse_input_VxJx3 = keypoints_VxJx3
-            if relabel:  # only the fusion sees the exchanged labels; the targets teach the raw
-                fuse_input_VxJx3 = consistent_labels(keypoints_VxJx3, *cameras,
-                                                     example["distortion"], fuse_valid_V, size)
-            fused_Jx3 = fuse_views(fuse_input_VxJx3, *cameras, fuse_valid_V, size)
-            joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
+        joints_world_Jx3 = example_pose(keypoints_VxJx3, example, loss_config, size,
+                                        depth_range_mm)
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
                               capsule_width, body_radii_mm, body_scale)
         target = jax.lax.stop_gradient(joints_world_Jx3)

@@ -5,10 +5,13 @@ split (DESIGN §11) with the constant standing skeleton beside it.
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from maskpose_jax import cascade
 from maskpose_jax import evaluation
 from maskpose_jax import factory
+from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import models
 from maskpose_jax import render
@@ -29,20 +32,50 @@ def make_predict(detector) -> Callable:
 
 
 def make_visualize(config, detector, physique, image_size: int) -> Callable:
-    """Jitted: one example's predicted keypoints, Skeleton Masks and Physique Masks per view."""
+    """Jitted `visualize(params, batch_stats, batch, step)`: for the first example of `batch`
+    (a training batch), the predicted keypoints and the Skeleton and Physique Masks per view,
+    drawn as the step's loss draws them.
+
+    With config.loss.fusion, the masks are those of the example's fused pose
+    (`fused.example_pose`, `fused.draw_pose`) with the fixed body at the cascade's width of
+    `step`, or the network on its Skeleton Masks; else each view's own keypoints drawn, the
+    Physique Mask from the capsules or the network. Without a Physique term and a fixed body,
+    the Physique Masks are zeros (nothing is drawn).
+    """
     predict = make_predict(detector)
+    loss_config = config.loss
     capsule_width = factory.physique_capsule_width(config)
+    body_radii = factory.physique_body_radii(config)
+    depth_range = float(config.model.depth_range_mm)
+
+    def network(params, skel_VxNxN):
+        return physique.apply({"params": params["physique"]}, skel_VxNxN)
 
     @jax.jit
-    def visualize(params, batch_stats, images_VxNxNx3):
-        keypoints_VxJx3 = predict(params, batch_stats, images_VxNxNx3[None])[0]
-        skel = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
-                                                      config.loss.body_width))(keypoints_VxJx3)
-        if capsule_width is None:
-            phys = physique.apply({"params": params["physique"]}, skel)
+    def visualize(params, batch_stats, batch, step):
+        first = {k: v[:1] for k, v in batch.items()}
+        keypoints_VxJx3 = predict(params, batch_stats, first["image"])[0]
+        if bool(loss_config.fusion):
+            example = jax.tree.map(lambda x: x[0], fused.example_views(first, loss_config))
+            pose_Jx3 = fused.example_pose(keypoints_VxJx3, example, loss_config, image_size,
+                                          depth_range)
+            drawn = fused.draw_pose(pose_Jx3, example, loss_config, image_size, capsule_width,
+                                    body_radii, cascade.body_scale(step, config.stages))
+            skel = drawn["skel_VxNxN"]
+            phys = drawn.get("body_VxNxN")
+            if phys is None and config.physique.kind == "network":
+                phys = network(params, skel)
         else:
-            phys = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
-                                                          capsule_width))(keypoints_VxJx3)
+            skel = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
+                                                          float(loss_config.body_width)))(
+                keypoints_VxJx3)
+            if capsule_width is None:
+                phys = network(params, skel)
+            else:
+                phys = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
+                                                              capsule_width))(keypoints_VxJx3)
+        if phys is None:
+            phys = jnp.zeros_like(skel)
         return keypoints_VxJx3, skel, phys
 
     return visualize

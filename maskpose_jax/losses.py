@@ -9,9 +9,10 @@ Per-example terms (pure, written for one example):
 - `oracle_loss`: L1 to ground-truth 2.5D targets (supervised `oracle` variant only).
 
 Batched compositions used by the train step:
-- `mask_terms`: triangulate the root, lift, project into every view, draw the Skeleton Masks,
-  run the physique network once on all of them, and average the switched-on terms. Reads only
-  image-side data (mask, weight, cameras, crop): no ground truth enters it.
+- `view_forward` (the forward model: triangulate the root, lift, project into every view, draw
+  the Skeleton Masks), `view_terms` (the switched-on terms, from its output and the masks) and
+  `mask_terms`, the two with the physique network once on all masks between them. They read
+  only image-side data (mask, weight, cameras, crop): no ground truth enters them.
 - `oracle_terms`: reads `joints_world`; only the clearly labelled supervised variant calls it.
 
 Averaging: a term is averaged per example over its valid items (mask pairs or views), then over
@@ -213,11 +214,13 @@ def oracle_loss(keypoints_VxJx3, targets_VxJx3, view_valid_V):
 # --- Batched compositions --------------------------------------------------------------------
 
 
-def view_valid(batch, num_examples, num_views):
-    """BxV float32 view_valid of a batch (all ones when it has none)."""
+def view_valid(batch):
+    """BxV float32 view_valid of a batch, 1 for a real view (all ones when it has none; the
+    shape is that of the cameras, batch["extrinsics"]). Traced or on the host alike."""
+    shape = jnp.shape(batch["extrinsics"])[:2]
     if "view_valid" in batch:
-        return jnp.asarray(batch["view_valid"], jnp.float32)
-    return jnp.ones((num_examples, num_views), jnp.float32)
+        return jnp.asarray(batch["view_valid"], jnp.float32).reshape(shape)
+    return jnp.ones(shape, jnp.float32)
 
 
 def safe_cameras(batch, valid_BxV):
@@ -251,69 +254,62 @@ def mask_iou(pred_HxW, target_HxW):
     return jnp.sum(pred & target) / jnp.maximum(union, 1)
 
 
-def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
-               depth_range_mm, capsule_width=None):
-    """The unsupervised loss terms of a batch (DESIGN §7-§8); no ground truth is read.
-
-    Per example: the pelvis is triangulated from the valid views (no gradient; single-view
-    examples use `multiview.fallback_root_depth`), every view is lifted to 3D around it, and, with
-    cross-view on and V >= 2, each view's pose is projected into every view. Skeleton Masks are
-    drawn at N x N for the own views (from the predicted x, y directly) and the cross-view pairs,
-    `physique_apply` runs once on all of them, and each term is averaged as the module docstring
-    says. A switched-off term is not computed and maps to 0.0.
-
-    Args:
-        keypoints_BxVxJx3: detector output (x, y, z) per example and view, see `multiview`.
-        batch: training batch of jnp/np arrays: mask and weight BxVxNxN, intrinsics BxVx3x3,
-          extrinsics BxVx3x4 (world -> camera, mm), crop BxVx2x3, distortion BxVx5, optional
-          view_valid BxV (missing = all ones).
-        physique_apply: MxNxN Skeleton Masks -> MxNxN Physique Masks (the caller closes over the
-          physique parameters and decides their stop-gradients); called once, only if use_phys
-          and capsule_width is None.
-        loss_config: `config.loss` (body_width, clip_threshold, use_geodesic, background_scale,
-          cross_view, phys_cross_view, use_skel, use_phys, use_sym, use_agree); switches are read as
-          Python bools. With phys_cross_view off, the physique network sees own views only.
-        image_size: crop side N, pixels (static int).
-        depth_range_mm: the detector's depth span (config.model.depth_range_mm), mm.
-        capsule_width: None, or the squared width s_p (normalized units^2) of a fixed capsule
-          body: the Physique Mask is then the Skeleton Mask drawn at width s_p straight from the
-          keypoints (`config.physique.kind = "capsules"`), and physique_apply is not called.
+def view_pairs(num_views: int, loss_config):
+    """The mask pairs p = (source pose v, target view w) of the per-view path, static tables.
 
     Returns:
-        dict of scalars: the terms "skel", "phys", "sym" (m^2), "agree" (m), batch means, and the
-        diagnostics "mask_iou" (Physique vs. foreground mask at 0.5, own views; 0 without
-        use_phys), "skel_iou" (Skeleton vs. foreground mask at 0.5, own views; 0 when nothing is
-        drawn), "root_depth_mm" (root depth over valid views) and "triangulated" (fraction of
-        examples with >= 2 valid views).
+        (source_P, target_P, phys_P): int arrays; the own views (v, v), and with cross-view on
+        (and V >= 2) every ordered pair; phys_P indexes the pairs whose Physique Masks are drawn
+        (the own views only unless loss_config.phys_cross_view: the network is the costly part).
     """
-    num_examples, num_views, num_joints, _ = keypoints_BxVxJx3.shape
-    use_skel, use_phys = bool(loss_config.use_skel), bool(loss_config.use_phys)
-    use_sym = bool(loss_config.use_sym)
-    use_agree = bool(loss_config.use_agree) and num_views >= 2
-    cross = bool(loss_config.cross_view) and num_views >= 2
-    draw = use_skel or use_phys
-    size = int(image_size)
-    body_width = float(loss_config.body_width)
-
-    keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
-    valid_BxV = view_valid(batch, num_examples, num_views)
-    crop, intrinsics, extrinsics, distortion = safe_cameras(batch, valid_BxV)
-
-    # Mask pair p = (source pose v, target view w): static index tables.
-    if cross:
+    if bool(loss_config.cross_view) and num_views >= 2:
         source_P, target_P = (a.reshape(-1) for a in np.meshgrid(
             np.arange(num_views), np.arange(num_views), indexing="ij"))
     else:
         source_P = target_P = np.arange(num_views)
+    phys_P = (np.arange(len(source_P)) if bool(loss_config.phys_cross_view)
+              else np.flatnonzero(source_P == target_P))
+    return source_P, target_P, phys_P
+
+
+def view_forward(keypoints_BxVxJx3, batch, loss_config, image_size, depth_range_mm,
+                 capsule_width=None):
+    """The forward model of the per-view path: keypoints and cameras -> 3D poses and masks.
+
+    Per example: the pelvis is triangulated from the valid views (no gradient; single-view
+    examples use `multiview.fallback_root_depth`), every view is lifted to 3D around it, and,
+    with cross-view on and V >= 2, each view's pose is projected into every view. Skeleton Masks
+    are drawn at N x N for every pair of `view_pairs` (own views from the predicted x, y
+    directly). Nothing here is a loss, and no ground truth is read.
+
+    Args:
+        keypoints_BxVxJx3: detector output (x, y, z) per example and view, see `multiview`.
+        batch: the cameras: intrinsics BxVx3x3, extrinsics BxVx3x4 (world -> camera, mm), crop
+          BxVx2x3, distortion BxVx5, optional view_valid BxV (missing = all ones).
+        loss_config: `config.loss` (body_width, cross_view, phys_cross_view, use_skel, use_phys).
+        image_size: crop side N, pixels (static int).
+        depth_range_mm: the detector's depth span (config.model.depth_range_mm), mm.
+        capsule_width: None, or the squared width s_p (normalized units^2) of a fixed capsule
+          body, drawn as "capsule_BxQxNxN" (`config.physique.kind = "capsules"`).
+
+    Returns:
+        dict: "valid_BxV", "root_depth_B" (mm, over valid views), "joints_cam_BxVxJx3" and
+        "joints_world_BxVxJx3" (mm), and when a mask term is on "skel_BxPxNxN" (P pairs) and, with
+        `capsule_width`, "capsule_BxQxNxN" (the pairs phys_P).
+    """
+    num_views, num_joints = keypoints_BxVxJx3.shape[1:3]
+    draw = bool(loss_config.use_skel) or bool(loss_config.use_phys)
+    size = int(image_size)
+    body_width = float(loss_config.body_width)
+    keypoints_BxVxJx3 = jnp.asarray(keypoints_BxVxJx3, jnp.float32)
+    valid_BxV = view_valid(batch)
+    crop, intrinsics, extrinsics, distortion = safe_cameras(batch, valid_BxV)
+    source_P, target_P, phys_P = view_pairs(num_views, loss_config)
     own_P = source_P == target_P
-    # The pairs whose Physique Masks are drawn: the network is the costly part, so by default it
-    # sees the own views only.
-    phys_idx = (np.arange(len(source_P)) if bool(loss_config.phys_cross_view)
-                else np.flatnonzero(own_P))
+    cross = not own_P.all()
 
     def per_example(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
                     distortion_Vx5, valid_V):
-        out = {}
         root_world_3 = multiview.triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
                                                   extrinsics_Vx3x4, size, valid_V, depth_range_mm)
         joints_cam_VxJx3, joints_world_VxJx3 = multiview.lift_views(
@@ -321,7 +317,8 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
             depth_range_mm)
         root_depth_V = jax.vmap(lambda e: (e[:, :3] @ root_world_3 + e[:, 3])[2])(
             extrinsics_Vx3x4)
-        out["root_depth_mm"] = jnp.sum(valid_V * root_depth_V) / jnp.maximum(jnp.sum(valid_V), 1)
+        out = {"root_depth": jnp.sum(valid_V * root_depth_V) / jnp.maximum(jnp.sum(valid_V), 1),
+               "joints_cam_VxJx3": joints_cam_VxJx3, "joints_world_VxJx3": joints_world_VxJx3}
         if draw:
             own_VxJx2 = keypoints_VxJx3[:, :, :2]
             if cross:
@@ -334,33 +331,65 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
                 kp_PxJx2 = own_VxJx2
             out["skel_PxNxN"] = jax.vmap(
                 lambda k: render.skeleton_mask(k, size, body_width))(kp_PxJx2)
-            if use_phys and capsule_width is not None:
-                out["phys_QxNxN"] = jax.vmap(
+            if bool(loss_config.use_phys) and capsule_width is not None:
+                out["capsule_QxNxN"] = jax.vmap(
                     lambda k: render.skeleton_mask(k, size, float(capsule_width)))(
-                        kp_PxJx2[phys_idx])
-        if use_sym:
-            sym_V = jax.vmap(symmetry_loss)(joints_cam_VxJx3)
-            out["sym"] = jnp.sum(valid_V * sym_V) / jnp.maximum(jnp.sum(valid_V), 1.0)
-        if use_agree:
-            out["agree"] = agreement_loss(joints_world_VxJx3, valid_V)
+                        kp_PxJx2[phys_P])
         return out
 
-    # The profile label of root triangulation, lifting, cross-view projection and drawing (the
-    # small symmetry and agreement terms ride along).
+    # The profile label of root triangulation, lifting, cross-view projection and drawing.
     with jax.named_scope("rendering"):
         per = jax.vmap(per_example)(keypoints_BxVxJx3, crop, intrinsics, extrinsics, distortion,
                                     valid_BxV)
+    renames = {"root_depth": "root_depth_B", "skel_PxNxN": "skel_BxPxNxN",
+               "capsule_QxNxN": "capsule_BxQxNxN", "joints_cam_VxJx3": "joints_cam_BxVxJx3",
+               "joints_world_VxJx3": "joints_world_BxVxJx3"}
+    return {"valid_BxV": valid_BxV, **{renames[k]: v for k, v in per.items()}}
+
+
+def physique_input(forward, loss_config):
+    """The Skeleton Masks the Physique network draws from: MxNxN, M = B x Q (pairs phys_P)."""
+    skel_BxPxNxN = forward["skel_BxPxNxN"]
+    _, _, phys_P = view_pairs(forward["valid_BxV"].shape[1], loss_config)
+    return skel_BxPxNxN[:, phys_P].reshape((-1,) + skel_BxPxNxN.shape[2:])
+
+
+def view_terms(forward, phys_BxQxNxN, batch, loss_config):
+    """The unsupervised loss terms of the per-view path, from `view_forward`'s output.
+
+    Args:
+        forward: `view_forward(...)` of the batch.
+        phys_BxQxNxN: the Physique Masks of the pairs phys_P (the network on `physique_input`,
+          reshaped, or forward["capsule_BxQxNxN"]); None without use_phys.
+        batch: mask and weight BxVxNxN (the foreground masks and geodesic weights).
+        loss_config: `config.loss` (clip_threshold, use_geodesic, background_scale, the switches).
+
+    Returns:
+        dict of scalars: the terms "skel", "phys", "sym" (m^2), "agree" (m), batch means, and the
+        diagnostics "mask_iou" (Physique vs. foreground mask at 0.5, own views; 0 without
+        use_phys), "skel_iou" (Skeleton vs. foreground mask at 0.5, own views; 0 when nothing is
+        drawn), "root_depth_mm" (root depth over valid views) and "triangulated" (fraction of
+        examples with >= 2 valid views). A switched-off term maps to 0.0.
+    """
+    valid_BxV = forward["valid_BxV"]
+    num_views = valid_BxV.shape[1]
+    use_skel, use_phys = bool(loss_config.use_skel), bool(loss_config.use_phys)
+    use_agree = bool(loss_config.use_agree) and num_views >= 2
     zero = jnp.zeros((), jnp.float32)
     result = {name: zero for name in TERMS + DIAGNOSTICS}
-    result["root_depth_mm"] = jnp.mean(per["root_depth_mm"])
+    result["root_depth_mm"] = jnp.mean(forward["root_depth_B"])
     result["triangulated"] = jnp.mean((jnp.sum(valid_BxV > 0, axis=1) >= 2).astype(jnp.float32))
-    if use_sym:
-        result["sym"] = jnp.mean(per["sym"])
+    if bool(loss_config.use_sym):
+        sym_BxV = jax.vmap(jax.vmap(symmetry_loss))(forward["joints_cam_BxVxJx3"])
+        result["sym"] = jnp.mean(jnp.sum(valid_BxV * sym_BxV, axis=1)
+                                 / jnp.maximum(jnp.sum(valid_BxV, axis=1), 1.0))
     if use_agree:
-        result["agree"] = jnp.mean(per["agree"])
-    if not draw:
+        result["agree"] = jnp.mean(jax.vmap(agreement_loss)(forward["joints_world_BxVxJx3"],
+                                                            valid_BxV))
+    if not (use_skel or use_phys):
         return result
 
+    source_P, target_P, phys_P = view_pairs(num_views, loss_config)
     valid_BxVx1x1 = valid_BxV[:, :, None, None] > 0
     mask_BxVxNxN = jnp.where(valid_BxVx1x1, jnp.asarray(batch["mask"], jnp.float32), 0.0)
     if bool(loss_config.use_geodesic):
@@ -372,8 +401,8 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
         weight_BxVxNxN = jnp.ones_like(mask_BxVxNxN)
     pair_BxP = valid_BxV[:, source_P] * valid_BxV[:, target_P]
     mask_BxPxNxN, weight_BxPxNxN = mask_BxVxNxN[:, target_P], weight_BxVxNxN[:, target_P]
-    skel_BxPxNxN = per["skel_PxNxN"]
-    own_idx = np.flatnonzero(own_P)
+    skel_BxPxNxN = forward["skel_BxPxNxN"]
+    own_idx = np.flatnonzero(source_P == target_P)
     own_valid_BxV = pair_BxP[:, own_idx]
     result["skel_iou"] = _weighted_mean(
         _per_pair(mask_iou)(skel_BxPxNxN[:, own_idx], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
@@ -383,19 +412,44 @@ def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size
             skel_BxPxNxN, mask_BxPxNxN, weight_BxPxNxN)
         result["skel"] = _weighted_mean(skel_BxP, pair_BxP)
     if use_phys:
-        if capsule_width is None:
-            skel_BxQxNxN = skel_BxPxNxN[:, phys_idx]
-            phys_BxQxNxN = physique_apply(skel_BxQxNxN.reshape((-1, size, size))).reshape(
-                skel_BxQxNxN.shape)
-        else:
-            phys_BxQxNxN = per["phys_QxNxN"]
-        phys_BxQ = _per_pair(physique_loss)(phys_BxQxNxN, mask_BxPxNxN[:, phys_idx],
-                                            weight_BxPxNxN[:, phys_idx])
-        result["phys"] = _weighted_mean(phys_BxQ, pair_BxP[:, phys_idx])
-        own = np.searchsorted(phys_idx, own_idx)
+        phys_BxQ = _per_pair(physique_loss)(phys_BxQxNxN, mask_BxPxNxN[:, phys_P],
+                                            weight_BxPxNxN[:, phys_P])
+        result["phys"] = _weighted_mean(phys_BxQ, pair_BxP[:, phys_P])
+        own = np.searchsorted(phys_P, own_idx)
         result["mask_iou"] = _weighted_mean(
             _per_pair(mask_iou)(phys_BxQxNxN[:, own], mask_BxPxNxN[:, own_idx]), own_valid_BxV)
     return result
+
+
+def mask_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
+               depth_range_mm, capsule_width=None):
+    """The unsupervised loss terms of a batch (DESIGN §7-§8); no ground truth is read.
+
+    Data flows one way: `view_forward` (keypoints, cameras -> poses and Skeleton Masks), the
+    Physique Masks (`physique_apply` once on `physique_input`, or the fixed capsule body), then
+    `view_terms` (the terms, against the masks).
+
+    Args:
+        keypoints_BxVxJx3, batch, loss_config, image_size, depth_range_mm, capsule_width: as in
+          `view_forward` (batch also holds mask and weight BxVxNxN).
+        physique_apply: MxNxN Skeleton Masks -> MxNxN Physique Masks (the caller closes over the
+          physique parameters and decides their stop-gradients); called once, only if use_phys
+          and capsule_width is None.
+
+    Returns:
+        `view_terms`' dict.
+    """
+    forward = view_forward(keypoints_BxVxJx3, batch, loss_config, image_size, depth_range_mm,
+                           capsule_width)
+    phys_BxQxNxN = None
+    if bool(loss_config.use_phys):
+        if capsule_width is None:
+            skel_BxPxNxN = forward["skel_BxPxNxN"]
+            phys_BxQxNxN = physique_apply(physique_input(forward, loss_config)).reshape(
+                (skel_BxPxNxN.shape[0], -1) + skel_BxPxNxN.shape[2:])
+        else:
+            phys_BxQxNxN = forward["capsule_BxQxNxN"]
+    return view_terms(forward, phys_BxQxNxN, batch, loss_config)
 
 
 def oracle_terms(keypoints_BxVxJx3, batch, image_size, depth_range_mm):
@@ -411,8 +465,7 @@ def oracle_terms(keypoints_BxVxJx3, batch, image_size, depth_range_mm):
     Returns:
         {"oracle": scalar}, the batch mean of `oracle_loss`.
     """
-    num_examples, num_views = keypoints_BxVxJx3.shape[:2]
-    valid_BxV = view_valid(batch, num_examples, num_views)
+    valid_BxV = view_valid(batch)
     crop, intrinsics, extrinsics, distortion = safe_cameras(batch, valid_BxV)
     targets_BxVxJx3 = jax.vmap(
         lambda j, c, k, e, d: multiview.oracle_targets(j, c, k, e, d, int(image_size),

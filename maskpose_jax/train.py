@@ -25,6 +25,7 @@ from maskpose_jax import evaluation
 from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import inference
+from maskpose_jax import input_pipeline
 from maskpose_jax import reporting
 from maskpose_jax import sharding
 from maskpose_jax import train_step as train_step_lib
@@ -160,7 +161,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if config.train.image_every and (step % config.train.image_every == 0 or step == 1):
                 local = inference.local_copy(state)
                 images, masks = local_batch["image"][0], local_batch["mask"][0]
-                keypoints, skel, phys = visualize(local.params, local.batch_stats, images)
+                keypoints, skel, phys = visualize(
+                    local.params, local.batch_stats,
+                    input_pipeline.without_ground_truth(local_batch), local.step)
                 panel = visualization.training_panel(images, np.asarray(keypoints),
                                                      np.asarray(skel), np.asarray(phys), masks)
                 reporter.images(step, {"train/prediction": panel})

@@ -87,3 +87,48 @@ def test_constant_skeleton_baseline_against_numpy(source):
     reference = _ref_template_scores(source, 32, float(config.eval.pck2d_threshold))
     for key, value in reference.items():
         np.testing.assert_allclose(baseline[key], value, rtol=2e-3, err_msg=key)
+
+
+@pytest.mark.parametrize("variant", ["default", "paper"])
+def test_training_panel_draws_the_masks_the_loss_scores(source, variant):
+    """The default (fused pose, mm body): the panel's Physique Masks are the fixed body of the
+    fused pose, whatever the (unused) physique network's parameters; the paper's recipe: the
+    network on each view's Skeleton Mask."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import fused  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import render  # pylint: disable=import-outside-toplevel
+    config = tiny.get_config(variant)
+    detector, physique = factory.create_models(config)
+    params = jax.tree.map(np.asarray, detector.init(jax.random.key(0), np.zeros((1, 32, 32, 3)),
+                                                    train=False))
+    physique_params = physique.init(jax.random.key(1), np.zeros((1, 32, 32)))["params"]
+    batch = next(iter(input_pipeline.make_dataset([source[i] for i in range(2)],
+                                                  global_batch_size=2, training=False,
+                                                  num_threads=1)))
+    batch = input_pipeline.without_ground_truth(batch)
+    visualize = inference.make_visualize(config, detector, physique, 32)
+    all_params = {"detector": params["params"], "physique": physique_params}
+    stats = params.get("batch_stats", {})
+    keypoints, skel, phys = (np.asarray(x) for x in visualize(all_params, stats, batch, 0))
+    want_kp = inference.make_predict(detector)(all_params, stats, batch["image"][:1])[0]
+    np.testing.assert_allclose(keypoints, want_kp, atol=1e-6)
+    if variant == "default":
+        example = jax.tree.map(lambda x: x[0], fused.example_views(batch, config.loss))
+        pose = fused.example_pose(keypoints, example, config.loss, 32,
+                                  float(config.model.depth_range_mm))
+        drawn = fused.draw_pose(pose, example, config.loss, 32, None,
+                                factory.physique_body_radii(config))
+        np.testing.assert_allclose(skel, drawn["skel_VxNxN"], atol=1e-5)
+        np.testing.assert_allclose(phys, drawn["body_VxNxN"], atol=1e-5)
+        other = jax.tree.map(lambda x: x + 1.0, physique_params)
+        _, _, phys_other = visualize({**all_params, "physique": other}, stats, batch, 0)
+        np.testing.assert_array_equal(np.asarray(phys_other), phys)
+    else:
+        want_skel = np.stack([np.asarray(render.skeleton_mask(k[:, :2], 32,
+                                                              config.loss.body_width))
+                              for k in keypoints])
+        np.testing.assert_allclose(skel, want_skel, atol=1e-5)
+        want_phys = physique.apply({"params": physique_params}, want_skel)
+        np.testing.assert_allclose(phys, want_phys, atol=1e-4)
