@@ -43,12 +43,14 @@ def view_valid(batch: Mapping[str, Any]) -> np.ndarray:
 @functools.partial(jax.jit, static_argnames=("image_size", "depth_range_mm"))
 def _lift_batch(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
                 view_valid_BxV, image_size, depth_range_mm):
-    def one(keypoints, crop, intrinsics, extrinsics, view_valid):
-        root_world_3 = multiview.triangulate_root(keypoints, crop, intrinsics, extrinsics,
-                                                  image_size, view_valid, depth_range_mm)
-        joints_cam, _ = multiview.lift_views(keypoints, root_world_3, crop, intrinsics,
-                                             extrinsics, image_size, depth_range_mm)
-        return joints_cam
+    def one(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V):
+        root_world_3 = multiview.triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
+                                                  extrinsics_Vx3x4, image_size, valid_V,
+                                                  depth_range_mm)
+        joints_cam_VxJx3, _ = multiview.lift_views(keypoints_VxJx3, root_world_3, crop_Vx2x3,
+                                                   intrinsics_Vx3x3, extrinsics_Vx3x4, image_size,
+                                                   depth_range_mm)
+        return joints_cam_VxJx3
     return jax.vmap(one)(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3,
                          extrinsics_BxVx3x4, view_valid_BxV)
 
@@ -81,14 +83,14 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
     """
     valid_BxV = view_valid(batch)
     counts_B = valid_BxV.sum(axis=1)
-    joints_cam = _lift_batch(
+    joints_cam_BxVxJx3 = _lift_batch(
         jnp.asarray(keypoints_BxVxJx3, jnp.float32), jnp.asarray(batch["crop"], jnp.float32),
         jnp.asarray(batch["intrinsics"], jnp.float32),
         jnp.asarray(batch["extrinsics"], jnp.float32), jnp.asarray(valid_BxV, jnp.float32),
         image_size=int(image_size), depth_range_mm=float(depth_range_mm))
-    joints_cam = np.array(joints_cam)
-    joints_cam[counts_B == 0] = np.nan
-    return joints_cam
+    joints_cam_BxVxJx3 = np.array(joints_cam_BxVxJx3)
+    joints_cam_BxVxJx3[counts_B == 0] = np.nan
+    return joints_cam_BxVxJx3
 
 
 @jax.jit
@@ -113,9 +115,9 @@ def truth_in_camera(joints_world_BxJx3, extrinsics_BxVx3x4):
 @jax.jit
 def _truth_in_crop_px(joints_world_BxJx3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
                       distortion_BxVx5, crop_BxVx2x3):
-    def one_view(joints_world, intrinsics, extrinsics, distortion, crop):
-        uv_Jx2 = geometry.project(joints_world, intrinsics, extrinsics, distortion)
-        return geometry.apply_affine(crop, uv_Jx2)
+    def one_view(joints_world_Jx3, intrinsics_3x3, extrinsics_3x4, distortion_5, crop_2x3):
+        uv_Jx2 = geometry.project(joints_world_Jx3, intrinsics_3x3, extrinsics_3x4, distortion_5)
+        return geometry.apply_affine(crop_2x3, uv_Jx2)
     per_view = jax.vmap(one_view, in_axes=(None, 0, 0, 0, 0))
     return jax.vmap(per_view)(joints_world_BxJx3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
                               distortion_BxVx5, crop_BxVx2x3)
@@ -160,29 +162,31 @@ class Accumulator:
                 optional view_valid B×V. Examples without a valid view (padding) are skipped;
                 single-view examples get the crop-scale root depth (`predictions_in_camera`).
         """
-        keypoints = np.asarray(keypoints_BxVxJx3, np.float32)
+        keypoints_BxVxJx3 = np.asarray(keypoints_BxVxJx3, np.float32)
         valid_BxV = view_valid(batch)
         keep_B = valid_BxV.any(axis=1)
         if not keep_B.any():
             return
         batch = {k: np.asarray(batch[k])[keep_B] for k in _PER_EXAMPLE}
         batch["view_valid"] = valid_BxV[keep_B]
-        keypoints, valid_BxV = keypoints[keep_B], valid_BxV[keep_B]
-        pred_cam = predictions_in_camera(keypoints, batch, self.image_size, self.depth_range_mm)
-        gt_cam = np.asarray(truth_in_camera(batch["joints_world"].astype(np.float32),
+        keypoints_BxVxJx3, valid_BxV = keypoints_BxVxJx3[keep_B], valid_BxV[keep_B]
+        pred_cam_BxVxJx3 = predictions_in_camera(keypoints_BxVxJx3, batch, self.image_size,
+                                                 self.depth_range_mm)
+        gt_cam_BxVxJx3 = np.asarray(truth_in_camera(batch["joints_world"].astype(np.float32),
                                             batch["extrinsics"].astype(np.float32)))
-        pred_2d = np.asarray(geometry.crop_px_from_normalized(keypoints[..., :2],
-                                                              self.image_size))
-        gt_2d = np.asarray(_truth_in_crop_px(
+        pred_2d_BxVxJx2 = np.asarray(geometry.crop_px_from_normalized(
+            keypoints_BxVxJx3[..., :2], self.image_size))
+        gt_2d_BxVxJx2 = np.asarray(_truth_in_crop_px(
             *(jnp.asarray(batch[k], jnp.float32)
               for k in ("joints_world", "intrinsics", "extrinsics", "distortion", "crop"))))
         actions_BxV = np.broadcast_to(
             np.asarray([input_pipeline.text(a) for a in batch["action"]], dtype=object)[:, None],
             valid_BxV.shape)
         frames_BxV = np.broadcast_to(
-            self.num_frames + np.arange(len(keypoints))[:, None], valid_BxV.shape)
-        for name, values in (("pred_cam", pred_cam), ("gt_cam", gt_cam), ("pred_2d", pred_2d),
-                             ("gt_2d", gt_2d), ("actions", actions_BxV), ("frames", frames_BxV)):
+            self.num_frames + np.arange(len(keypoints_BxVxJx3))[:, None], valid_BxV.shape)
+        for name, values in (("pred_cam", pred_cam_BxVxJx3), ("gt_cam", gt_cam_BxVxJx3),
+                             ("pred_2d", pred_2d_BxVxJx2), ("gt_2d", gt_2d_BxVxJx2),
+                             ("actions", actions_BxV), ("frames", frames_BxV)):
             self._parts[name].append(values[valid_BxV])
         self.num_frames += int(keep_B.sum())
         self.num_single_view += int((valid_BxV.sum(axis=1) == 1).sum())
@@ -206,13 +210,14 @@ class Accumulator:
         return out
 
 
-def _metric_values(pred_cam, gt_cam, pred_2d, gt_2d, threshold_px) -> dict[str, np.ndarray]:
+def _metric_values(pred_cam_NxJx3, gt_cam_NxJx3, pred_2d_NxJx2, gt_2d_NxJx2,
+                   threshold_px) -> dict[str, np.ndarray]:
     """Per-sample values [N] of every metric of METRIC_KEYS, in chunks of samples (bounded memory
     for whole test sets)."""
     parts, chunk = {k: [] for k in METRIC_KEYS}, _CHUNK
-    for start in range(0, pred_cam.shape[0], chunk):
-        p, g = pred_cam[start:start + chunk], gt_cam[start:start + chunk]
-        p2, g2 = pred_2d[start:start + chunk], gt_2d[start:start + chunk]
+    for start in range(0, pred_cam_NxJx3.shape[0], chunk):
+        p, g = pred_cam_NxJx3[start:start + chunk], gt_cam_NxJx3[start:start + chunk]
+        p2, g2 = pred_2d_NxJx2[start:start + chunk], gt_2d_NxJx2[start:start + chunk]
         for k, v in (("mpjpe", metrics.mpjpe(p, g)), ("n_mpjpe", metrics.n_mpjpe(p, g)),
                      ("p_mpjpe", metrics.p_mpjpe(p, g)), ("pck3d", metrics.pck3d(p, g)),
                      ("auc3d", metrics.auc3d(p, g)),

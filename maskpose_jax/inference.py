@@ -6,6 +6,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from maskpose_jax import cascade
@@ -13,8 +14,8 @@ from maskpose_jax import evaluation
 from maskpose_jax import factory
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
+from maskpose_jax import losses
 from maskpose_jax import models
-from maskpose_jax import render
 from maskpose_jax import skeleton
 
 
@@ -38,15 +39,20 @@ def make_visualize(config, detector, physique, image_size: int) -> Callable:
 
     With config.loss.fusion, the masks are those of the example's fused pose
     (`fused.example_pose`, `fused.draw_pose`) with the fixed body at the cascade's width of
-    `step`, or the network on its Skeleton Masks; else each view's own keypoints drawn, the
-    Physique Mask from the capsules or the network. Without a Physique term and a fixed body,
-    the Physique Masks are zeros (nothing is drawn).
+    `step`, or the network on its Skeleton Masks; else each view's own keypoints drawn
+    (`losses.view_forward`, own views), the Physique Mask from the capsules or the network.
+    Without a Physique term and a fixed body, the Physique Masks are zeros (nothing is drawn).
     """
     predict = make_predict(detector)
     loss_config = config.loss
     capsule_width = factory.physique_capsule_width(config)
     body_radii = factory.physique_body_radii(config)
     depth_range = float(config.model.depth_range_mm)
+
+    # Own views only, every mask drawn (a copy: the config is not changed).
+    own_views = ml_collections.ConfigDict({**loss_config.to_dict(), "cross_view": False,
+                                           "phys_cross_view": False, "use_skel": True,
+                                           "use_phys": True})
 
     def network(params, skel_VxNxN):
         return physique.apply({"params": params["physique"]}, skel_VxNxN)
@@ -65,15 +71,12 @@ def make_visualize(config, detector, physique, image_size: int) -> Callable:
             phys = drawn.get("body_VxNxN")
             if phys is None and config.physique.kind == "network":
                 phys = network(params, skel)
-        else:
-            skel = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
-                                                          float(loss_config.body_width)))(
-                keypoints_VxJx3)
-            if capsule_width is None:
-                phys = network(params, skel)
-            else:
-                phys = jax.vmap(lambda k: render.skeleton_mask(k[:, :2], image_size,
-                                                              capsule_width))(keypoints_VxJx3)
+        else:  # the own views of the per-view path's forward model
+            forward = losses.view_forward(keypoints_VxJx3[None], first, own_views, image_size,
+                                          depth_range, capsule_width)
+            skel = forward["skel_BxPxNxN"][0]
+            phys = (network(params, skel) if capsule_width is None
+                    else forward["capsule_BxQxNxN"][0])
         if phys is None:
             phys = jnp.zeros_like(skel)
         return keypoints_VxJx3, skel, phys

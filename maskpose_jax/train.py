@@ -160,12 +160,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 history = []
             if config.train.image_every and (step % config.train.image_every == 0 or step == 1):
                 local = inference.local_copy(state)
-                images, masks = local_batch["image"][0], local_batch["mask"][0]
-                keypoints, skel, phys = visualize(
+                keypoints_VxJx3, skel_VxNxN, phys_VxNxN = visualize(
                     local.params, local.batch_stats,
                     input_pipeline.without_ground_truth(local_batch), local.step)
-                panel = visualization.training_panel(images, np.asarray(keypoints),
-                                                     np.asarray(skel), np.asarray(phys), masks)
+                panel = visualization.training_panel(
+                    local_batch["image"][0], np.asarray(keypoints_VxJx3), np.asarray(skel_VxNxN),
+                    np.asarray(phys_VxNxN), local_batch["mask"][0])
                 reporter.images(step, {"train/prediction": panel})
             if eval_source is not None and (
                     (config.train.eval_every and step % config.train.eval_every == 0)
