@@ -50,15 +50,13 @@ def _final_params(workdir, data_dir):
     """(step, flat parameters) of a run's latest checkpoint, read in this process."""
     import jax  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from data_builders import configured  # pylint: disable=import-outside-toplevel
     from experiments.configs import tiny  # pylint: disable=import-outside-toplevel
     from maskpose_jax import factory  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
     config = tiny.get_config()
     config.data.data_dir = data_dir
     config.stages[0].steps = STEPS
-    state = factory.restore_latest(config, workdir, 32, sharding.make_mesh(),
-                                   configured.open_split(config, config.data.train_split))
+    state, _ = factory.restore_latest(config, workdir, sharding.make_mesh())
     return int(state.step), [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
 
 

@@ -63,9 +63,9 @@ def main(argv):
     image_size = datasets.image_size_of(source)
     if _EXAMPLES.value:
         source = [source[i] for i in range(min(_EXAMPLES.value, len(source)))]
-    state = inference.local_copy(factory.restore_latest(
-        config, workdir, image_size, sharding.make_mesh(),
-        configured.open_split(config, config.data.train_split)))
+    state, _ = factory.restore_latest(config, workdir, sharding.make_mesh(),
+                                      configured.open_split(config, config.data.train_split))
+    state = inference.local_copy(state)
     detector, _ = factory.create_models(config)
     predict = inference.make_predict(detector)
     depth_range = float(config.model.depth_range_mm)

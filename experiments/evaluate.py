@@ -31,8 +31,8 @@ def main(argv):
     source = configured.open_split(config, config.data.eval_split)
     image_size = datasets.image_size_of(source)
     try:
-        state = factory.restore_latest(config, workdir, image_size, sharding.make_mesh(),
-                                       configured.open_split(config, config.data.train_split))
+        state, _ = factory.restore_latest(config, workdir, sharding.make_mesh(),
+                                          configured.open_split(config, config.data.train_split))
     except (FileNotFoundError, checkpoint.UnreadableCheckpointError) as error:
         sys.exit(f"error: {error}")
     detector, _ = factory.create_models(config)

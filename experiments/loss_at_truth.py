@@ -101,8 +101,8 @@ def main(argv):
     detector, physique = factory.create_models(config)
     if has_checkpoint:
         state = inference.local_copy(
-            factory.restore_latest(config, workdir, size, sharding.make_mesh(),
-                                   configured.open_split(config, config.data.train_split)))
+            factory.restore_latest(config, workdir, sharding.make_mesh(),
+                                   configured.open_split(config, config.data.train_split))[0])
         poses["prediction"] = np.asarray(inference.make_predict(detector)(
             state.params, state.batch_stats, batch["image"]))
     elif config.physique.kind == "network":

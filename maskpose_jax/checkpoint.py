@@ -92,6 +92,20 @@ class Checkpointer:
         """Steps present, ascending."""
         return sorted(self._manager.all_steps())
 
+    def read_meta(self, step: int) -> dict:
+        """The `meta` JSON of `step` alone (no state is read).
+
+        Raises:
+            UnreadableCheckpointError: it cannot be read; the message names the step.
+        """
+        try:
+            return self._manager.restore(
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as error:  # orbax and json raise many kinds
+            raise UnreadableCheckpointError(
+                    f"checkpoint step {step} in {self.directory}: its meta cannot be read "
+                    f"({type(error).__name__}: {str(error)[:200]})") from error
+
     def restore(self, abstract_state: Any, step: int | None = None, *,
                 sharding: jax.sharding.Sharding | None = None) -> tuple[Any, dict, dict]:
         """Reads a checkpoint back into the structure and placement of `abstract_state`.

@@ -149,24 +149,39 @@ def init_state(config, detector, physique, optimizer, image_size: int, mesh,
     return jax.jit(init, out_shardings=shardings)(key)
 
 
-def restore_latest(config, workdir: str, image_size: int, mesh, train_source) -> TrainState:
-    """The latest checkpoint's state of `workdir` (replicated on `mesh`), for evaluation.
+def restore_latest(config, workdir: str, mesh, train_source=None) -> tuple[TrainState, dict]:
+    """The latest checkpoint's state of `workdir` (replicated on `mesh`) and its meta, for
+    evaluation and prediction.
 
-    `train_source` (the records of config.data.train_split) sizes the fit cache
-    (config.loss.fit_cache); it is not read otherwise.
+    The crop size and the fit cache's length (config.loss.fit_cache) come from the checkpoint's
+    meta; a checkpoint written before the meta held the cache's length needs `train_source`
+    (the records of config.data.train_split) to size it.
+
+    Returns:
+        (state, meta): meta holds "image_size", "config" (JSON) and, for newer checkpoints,
+        "fit_cache_size".
 
     Raises:
         FileNotFoundError: `workdir` has no checkpoint.
+        ValueError: an older checkpoint with a fit cache, and no `train_source`.
     """
     directory = os.path.join(workdir, "checkpoints")
     checkpointer = checkpoint.Checkpointer(directory, keep=config.train.keep_checkpoints)
-    if checkpointer.latest_step() is None:
+    step = checkpointer.latest_step()
+    if step is None:
         raise FileNotFoundError(f"no checkpoint in {directory}: train first "
                                 f"(python -m experiments.train --workdir={workdir} ...)")
+    meta = checkpointer.read_meta(step)
+    cache_size = meta.get("fit_cache_size")
+    if cache_size is None:
+        if config.loss.fit_cache and train_source is None:
+            raise ValueError(f"{directory} step {step}: an older checkpoint with a fit cache "
+                             "whose length its meta does not hold: pass the training split")
+        cache_size = fit_cache.size(config, train_source) if train_source is not None else 0
     detector, physique = create_models(config)
     optimizer = cascade.make_optimizer(config.stages, config.train)
-    state = init_state(config, detector, physique, optimizer, image_size, mesh,
-                       fit_cache.size(config, train_source))
-    state, _, _ = checkpointer.restore(state)
+    state = init_state(config, detector, physique, optimizer, int(meta["image_size"]), mesh,
+                       int(cache_size))
+    state, _, _ = checkpointer.restore(state, step)
     checkpointer.close()
-    return state
+    return state, meta

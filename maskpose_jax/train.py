@@ -110,7 +110,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     total = cascade.total_steps(config.stages)
     reporter = reporting.Reporter(workdir, total, is_primary=jax.process_index() == 0)
-    meta = {"config": config.to_json_best_effort(), "image_size": image_size}
+    # What a reader needs before it restores: the crop size, and the fit cache's length (so that
+    # a checkpoint restores without its dataset, `factory.restore_latest`).
+    meta = {"config": config.to_json_best_effort(), "image_size": image_size,
+            "fit_cache_size": fit_cache.size(config, train_source)}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))

@@ -160,3 +160,24 @@ def training_panel(images_VxNxNx3, keypoints_VxJx3, skeleton_masks_VxNxN, physiq
     for row in rows[1:]:
         parts += [row_spacer, row]
     return np.concatenate(parts, axis=0)
+
+
+def pose_views(joints_Jx3_mm, size=256, extent_mm=1000.0, gap=2):
+    """A small 3D view of a camera-frame pose: front (X right, Y down) and side (Z, the depth
+    away from the camera, right; Y down) orthographic projections, pelvis-centred, side by side.
+
+    Args:
+        joints_Jx3_mm: joints in a camera frame (X right, Y down, Z forward), mm.
+        size: side of each tile, pixels.
+        extent_mm: half the span each tile shows around the pelvis, mm.
+        gap: pixels of grey between the tiles.
+
+    Returns:
+        size x (2 size + gap) x 3 uint8 image.
+    """
+    rel_Jx3 = np.asarray(joints_Jx3_mm, np.float64) - np.asarray(joints_Jx3_mm)[skeleton.PELVIS]
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[...] = (24, 24, 24)
+    front = draw_skeleton(canvas, rel_Jx3[:, [0, 1]] / extent_mm, min_size=size)
+    side = draw_skeleton(canvas, rel_Jx3[:, [2, 1]] / extent_mm, min_size=size)
+    return _hstack_with_gap([front, side], gap)

@@ -100,7 +100,8 @@ def test_training_starts_from_the_fits_and_resumes_without_refitting(data_dir, t
     config.stages[0].steps = 3
     train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
     assert not calls  # resumed: the cache came from the checkpoint
-    state = factory.restore_latest(config, str(tmp_path), 32, sharding.make_mesh(),
-                                   configured.open_split(config, "train"))
+    # The cache's length comes from the checkpoint's meta: no dataset needed.
+    state, meta = factory.restore_latest(config, str(tmp_path), sharding.make_mesh())
+    assert meta["fit_cache_size"] == len(_source(config)) and meta["image_size"] == 32
     assert int(jax.device_get(state.step)) == 3
     assert np.asarray(state.fit_cache["filled"]).all()

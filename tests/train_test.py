@@ -225,8 +225,7 @@ def _train_args(data_dir, workdir, *extra):
 
 def _final_params(workdir, data_dir):
     config = _config(data_dir)
-    state = factory.restore_latest(config, str(workdir), 32, sharding.make_mesh(),
-                                   configured.open_split(config, "train"))
+    state, _ = factory.restore_latest(config, str(workdir), sharding.make_mesh())
     return int(state.step), jax.device_get(state.params)
 
 
