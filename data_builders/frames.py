@@ -163,6 +163,22 @@ def png(array) -> bytes:
     return buffer.getvalue()
 
 
+def crop_around_mask(image_HxWx3, mask_HxW, out_size, margin=CROP_MARGIN, source=""):
+    """The crop affine (2×3) around a frame's mask: its bounding box with `margin`.
+
+    Raises:
+        BadInput: the mask is not the frame's size, or has no foreground pixel (`source` names
+            what they came from).
+    """
+    if np.shape(mask_HxW) != np.shape(image_HxWx3)[:2]:
+        raise BadInput(f"{source}: mask is {np.shape(mask_HxW)[1]}×{np.shape(mask_HxW)[0]} "
+                       f"pixels, the frame {np.shape(image_HxWx3)[1]}×{np.shape(image_HxWx3)[0]}")
+    bbox_4 = mask_bbox(mask_HxW)
+    if bbox_4 is None:
+        raise BadInput(f"{source}: the mask is empty (no foreground pixel)")
+    return crop_from_mask_bbox(bbox_4, out_size, margin)
+
+
 def crop_view(image_HxWx3, mask_HxW, out_size, margin=CROP_MARGIN, source=""):
     """One view of an example: crop around the mask, resample image and mask, geodesic weights.
 
@@ -183,13 +199,7 @@ def crop_view(image_HxWx3, mask_HxW, out_size, margin=CROP_MARGIN, source=""):
     """
     image_HxWx3 = np.asarray(image_HxWx3)
     mask_HxW = np.asarray(mask_HxW, np.float32)
-    if mask_HxW.shape != image_HxWx3.shape[:2]:
-        raise BadInput(f"{source}: mask is {mask_HxW.shape[1]}×{mask_HxW.shape[0]} pixels, "
-                       f"the frame {image_HxWx3.shape[1]}×{image_HxWx3.shape[0]}")
-    bbox_4 = mask_bbox(mask_HxW)
-    if bbox_4 is None:
-        raise BadInput(f"{source}: the mask is empty (no foreground pixel)")
-    crop_2x3 = crop_from_mask_bbox(bbox_4, out_size, margin)
+    crop_2x3 = crop_around_mask(image_HxWx3, mask_HxW, out_size, margin, source)
     image_NxNx3 = warp_to_crop(image_HxWx3, crop_2x3, out_size)
     mask_NxN = np.clip(warp_to_crop(mask_HxW[..., None], crop_2x3, out_size)[..., 0], 0.0, 1.0)
     return {

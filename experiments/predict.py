@@ -101,14 +101,8 @@ def crop_input(image_path, mask_path, size):
     if mask_path is None:
         bbox = np.array([-0.5, -0.5, width - 0.5, height - 0.5])
         return image, frames.crop_from_mask_bbox(bbox, size, margin=0.0)
-    mask = frames.read_mask(mask_path)
-    if mask.shape != image.shape[:2]:
-        raise frames.BadInput(f"{mask_path}: mask is {mask.shape[1]}×{mask.shape[0]} pixels, "
-                              f"the image {image_path} {width}×{height}")
-    bbox = frames.mask_bbox(mask)
-    if bbox is None:
-        raise frames.BadInput(f"{mask_path}: the mask is empty (no foreground pixel)")
-    return image, frames.crop_from_mask_bbox(bbox, size)
+    return image, frames.crop_around_mask(image, frames.read_mask(mask_path), size,
+                                          source=f"{mask_path} (for {image_path})")
 
 
 def write_atomic(path: str, data: bytes) -> None:

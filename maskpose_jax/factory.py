@@ -56,6 +56,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                              "use one source")
         if config.data.val_split:  # in-training figures choose recipes: val, never test
             datasets.refuse_test_split(config, config.data.val_split, "config.data.val_split")
+        # Nor does training read a test split (the primary's or a mix entry's).
+        datasets.refuse_test_split(config, config.data.train_split, "config.data.train_split")
+        for index, entry in enumerate(config.data.mix):
+            if "train_split" in entry:
+                datasets.refuse_test_split(config, entry.train_split,
+                                           f"config.data.mix[{index}].train_split")
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

@@ -89,8 +89,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     mesh = sharding.make_mesh()
     detector, physique = factory.create_models(config)
+    cache_size = fit_cache.size(config, train_source)
     state = factory.init_state(config, detector, physique, optimizer, image_size, mesh,
-                               fit_cache.size(config, train_source))
+                               cache_size)
     train_step = train_step_lib.make_train_step(config, detector, physique, optimizer,
                                                 image_size, mesh)
     predict = inference.make_predict(detector)
@@ -113,7 +114,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # What a reader needs before it restores: the crop size, and the fit cache's length (so that
     # a checkpoint restores without its dataset, `factory.restore_latest`).
     meta = {"config": config.to_json_best_effort(), "image_size": image_size,
-            "fit_cache_size": fit_cache.size(config, train_source)}
+            "fit_cache_size": cache_size}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))

@@ -366,6 +366,10 @@ def test_no_shipped_config_evaluates_on_test_during_training(name, tmp_path):
         config.data.val_split = test_split
         with pytest.raises(ValueError, match="config.data.val_split is config.data.eval_split"):
             train.train_and_evaluate(config, str(tmp_path), configured.open_training(config))
+    config.data.val_split = ""
+    config.data.train_split = "test"  # nor is a test split trained on
+    with pytest.raises(ValueError, match="config.data.train_split is config.data.eval_split"):
+        factory.check_config(config)
 
 
 @pytest.mark.parametrize("tool", ["experiments.fit", "experiments.error_sources",
