@@ -176,6 +176,41 @@ class Reporter:
             self._jsonl = None
 
 
+def read_metrics(workdir, stage=None) -> list[dict]:
+    """The records `Reporter.scalars` appended to `<workdir>/metrics.jsonl`, in step order.
+
+    Where a resumed run logged a (stage, step) again, the later record replaces the earlier one.
+    A last line cut short (a run killed while writing it) is left out; any other line that is
+    not a JSON record is an error naming the file and the line.
+
+    Args:
+        workdir: the run directory.
+        stage: keep only the records of this stage (e.g. "eval"); None keeps all.
+
+    Raises:
+        FileNotFoundError: the workdir has no metrics.jsonl (the run has not logged yet).
+        ValueError: a malformed line before the last.
+    """
+    path = os.path.join(os.fspath(workdir), "metrics.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {path}: the run has logged nothing yet")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    records = {}
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            key = (record["stage"], int(record["step"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if number == len(lines):
+                break  # cut short by a kill
+            raise ValueError(f"{path} line {number}: not a metrics record: {line[:80]!r}") from None
+        records.pop(key, None)  # the later record, at the later position
+        records[key] = record
+    kept = [r for r in records.values() if stage is None or r["stage"] == stage]
+    return sorted(kept, key=lambda r: r["step"])  # stable: a step's stages keep file order
+
+
 _LABELS = {
     "mpjpe": "MPJPE (mm)",
     "n_mpjpe": "N-MPJPE (mm)",

@@ -93,6 +93,32 @@ def test_jsonl_appends_on_resume(tmp_path, clock):
     assert [json.loads(line)["loss"] for line in lines] == [1.0, 2.0]
 
 
+def test_read_metrics_resumed_run_and_cut_line(tmp_path, clock):
+    with reporting.Reporter(tmp_path, total_steps=10) as reporter:
+        reporter.scalars(2, "joint", {"loss": 1.0})
+        reporter.scalars(4, "joint", {"loss": 0.5})
+        reporter.scalars(4, "eval", {"eval_mpjpe": 200.0})
+    with reporting.Reporter(tmp_path, total_steps=10) as reporter:  # resumed from step 2
+        reporter.scalars(4, "joint", {"loss": 0.25})
+        reporter.scalars(6, "joint", {"loss": 0.125})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 8, "stage": "jo')  # killed mid-line
+    records = reporting.read_metrics(tmp_path)
+    assert [(r["step"], r["stage"]) for r in records] == [
+        (2, "joint"), (4, "eval"), (4, "joint"), (6, "joint")]
+    assert [r["loss"] for r in reporting.read_metrics(tmp_path, "joint")] == [1.0, 0.25, 0.125]
+    assert [r["eval_mpjpe"] for r in reporting.read_metrics(tmp_path, "eval")] == [200.0]
+
+
+def test_read_metrics_names_a_bad_line_and_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        reporting.read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "stage": "a"}\nnot json\n'
+                                            '{"step": 2, "stage": "a"}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2"):
+        reporting.read_metrics(tmp_path)
+
+
 def test_tensorboard_scalars_images_text(tmp_path, clock):
     reporter = reporting.Reporter(tmp_path, total_steps=100)
     rng = np.random.default_rng(0)

@@ -64,12 +64,17 @@ def set_stage_steps(c, cascade_steps, single_steps):
     """Sets the steps of the paper's three cascade stages, or shares `single_steps` among the
     stages of the other variants as their steps are shared now (each stage at least one)."""
     if len(c.stages) == 3:
-        steps = cascade_steps
+        for stage_config, n in zip(c.stages, cascade_steps):
+            stage_config.steps = n
     else:
-        old = [int(s.steps) for s in c.stages]
-        steps = [max(1, round(single_steps * n / sum(old))) for n in old]
-    for stage_config, n in zip(c.stages, steps):
-        stage_config.steps = n
+        scale_steps(c, single_steps)
+
+
+def scale_steps(c, total_steps):
+    """Shares `total_steps` among `c.stages` in their present proportions (each at least one)."""
+    old = [int(s.steps) for s in c.stages]
+    for stage_config, n in zip(c.stages, old):
+        stage_config.steps = max(1, round(total_steps * n / sum(old)))
 
 
 def without_fits(c):
