@@ -47,19 +47,18 @@ def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: floa
     valid_BxV = jnp.asarray(evaluation.view_valid(batch), jnp.float32)
     cameras = (f32["crop"], f32["intrinsics"], f32["extrinsics"])
 
-    def world_of(keypoints_BxVxJx3):
+    def world_of(pinhole_BxVxJx3):  # keypoints in pinhole coordinates -> fused world poses
         return jax.vmap(fused.fuse_views, (0, 0, 0, 0, 0, None))(
-            keypoints_BxVxJx3, *cameras, valid_BxV, image_size)
-
-    def fused_keypoints(keypoints_BxVxJx3):
-        return keypoints_of(world_of(keypoints_BxVxJx3))
+            pinhole_BxVxJx3, *cameras, valid_BxV, image_size)
 
     def keypoints_of(world_BxJx3):
         return world_keypoints(world_BxJx3, batch, image_size, depth_range_mm)
 
-    relabelled = jax.vmap(fused.consistent_labels, (0, 0, 0, 0, 0, 0, None))(
-        pred, *cameras, f32["distortion"], valid_BxV, image_size)
-    fused_pose = fused_keypoints(pred)
+    pinhole = jax.vmap(multiview.pinhole_keypoints, (0, 0, 0, 0, None))(
+        pred, f32["crop"], f32["intrinsics"], f32["distortion"], image_size)
+    relabelled = jax.vmap(fused.consistent_labels, (0, 0, 0, 0, 0, None))(
+        pinhole, *cameras, valid_BxV, image_size)
+    fused_pose = keypoints_of(world_of(pinhole))
     fused_z = fused_pose[..., 2]
     rows = {
         "prediction": pred,
@@ -67,8 +66,8 @@ def alternatives(keypoints_BxVxJx3, batch, image_size: int, depth_range_mm: floa
         "true xy + pred z": truth.at[..., 2].set(pred[..., 2]),
         "pred xy + fused z": pred.at[..., 2].set(fused_z),
         "fused": fused_pose,
-        "fused, consistent labels": fused_keypoints(relabelled),
+        "fused, consistent labels": keypoints_of(world_of(relabelled)),
     }
     if fit is not None:
-        rows["fused + fit"] = keypoints_of(fit(world_of(pred), batch))
+        rows["fused + fit"] = keypoints_of(fit(world_of(pinhole), batch))
     return {k: np.asarray(v) for k, v in rows.items()}

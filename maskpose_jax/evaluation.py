@@ -42,8 +42,11 @@ def view_valid(batch: Mapping[str, Any]) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("image_size", "depth_range_mm"))
 def _lift_batch(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3, extrinsics_BxVx3x4,
-                view_valid_BxV, image_size, depth_range_mm):
-    def one(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V):
+                distortion_BxVx5, view_valid_BxV, image_size, depth_range_mm):
+    def one(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, distortion_Vx5,
+            valid_V):
+        keypoints_VxJx3 = multiview.pinhole_keypoints(keypoints_VxJx3, crop_Vx2x3,
+                                                      intrinsics_Vx3x3, distortion_Vx5, image_size)
         root_world_3 = multiview.triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
                                                   extrinsics_Vx3x4, image_size, valid_V,
                                                   depth_range_mm)
@@ -52,15 +55,16 @@ def _lift_batch(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3, extrinsics_
                                                    depth_range_mm)
         return joints_cam_VxJx3
     return jax.vmap(one)(keypoints_BxVxJx3, crop_BxVx2x3, intrinsics_BxVx3x3,
-                         extrinsics_BxVx3x4, view_valid_BxV)
+                         extrinsics_BxVx3x4, distortion_BxVx5, view_valid_BxV)
 
 
 def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_size: int,
                           depth_range_mm: float) -> np.ndarray:
     """Lifts every view's 2.5D prediction to camera-frame 3D with a triangulated root depth.
 
-    Per example, the pelvis is triangulated from the predicted 2D pelvis of its valid views; in
-    each view, its depth sets Z_root of `geometry.lift_to_cam`. No ground truth is read.
+    Per example, each view's lens distortion is undone (`multiview.pinhole_keypoints`), the
+    pelvis is triangulated from the 2D pelvis of its valid views, and in each view its depth
+    sets Z_root of `geometry.lift_to_cam`. No ground truth is read.
 
     A single view cannot give a root depth by triangulation: an example with exactly one valid
     view (MPI-INF-3DHP's test set, in-the-wild video) takes the root depth from its crop's scale
@@ -74,7 +78,8 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
         keypoints_BxVxJx3: detector output per view, (x, y) normalized crop coordinates, z depth
             relative to the pelvis in units of depth_range_mm / 2.
         batch: host arrays `crop` B×V×2×3, `intrinsics` B×V×3×3, `extrinsics` B×V×3×4 (world →
-            camera, mm), optional `view_valid` B×V (1 real view, 0 padding; missing = all ones).
+            camera, mm), optional `distortion` B×V×5 (missing = pinhole cameras) and
+            `view_valid` B×V (1 real view, 0 padding; missing = all ones).
         image_size: crop side N in pixels (static int).
         depth_range_mm: depth span that z in [-1, 1] covers, mm.
 
@@ -83,10 +88,14 @@ def predictions_in_camera(keypoints_BxVxJx3, batch: Mapping[str, Any], image_siz
     """
     valid_BxV = view_valid(batch)
     counts_B = valid_BxV.sum(axis=1)
+    distortion = batch.get("distortion")
+    if distortion is None:
+        distortion = np.zeros(np.shape(batch["crop"])[:2] + (5,), np.float32)
     joints_cam_BxVxJx3 = _lift_batch(
         jnp.asarray(keypoints_BxVxJx3, jnp.float32), jnp.asarray(batch["crop"], jnp.float32),
         jnp.asarray(batch["intrinsics"], jnp.float32),
-        jnp.asarray(batch["extrinsics"], jnp.float32), jnp.asarray(valid_BxV, jnp.float32),
+        jnp.asarray(batch["extrinsics"], jnp.float32), jnp.asarray(distortion, jnp.float32),
+        jnp.asarray(valid_BxV, jnp.float32),
         image_size=int(image_size), depth_range_mm=float(depth_range_mm))
     joints_cam_BxVxJx3 = np.array(joints_cam_BxVxJx3)
     joints_cam_BxVxJx3[counts_B == 0] = np.nan

@@ -284,8 +284,8 @@ def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, 
                image_size):
     """Every joint triangulated from the views' predicted 2D: the example's one world pose.
 
-    Weighted linear DLT (`geometry.triangulate`, weights = valid), differentiable in the 2D;
-    distortion ignored, as in `multiview.triangulate_root`. Needs >= 2 valid views.
+    Weighted linear DLT (`geometry.triangulate`, weights = valid), differentiable in the 2D,
+    of keypoints in pinhole coordinates (`multiview.pinhole_keypoints`). Needs >= 2 valid views.
 
     Returns:
         Jx3 world joints, mm.
@@ -299,14 +299,15 @@ def fuse_views(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, 
     return geometry.triangulate(uv_VxJx2, proj_Vx3x4, weights_VxJ, ridge=1e-6)
 
 
-def consistent_labels(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
-                      distortion_Vx5, valid_V, image_size):
+def consistent_labels(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V,
+                      image_size):
     """The views' keypoints with left and right exchanged in the views that disagree.
 
     One image rarely tells a person's left leg from the right, so the views of one frame may
     label them differently, and a triangulation that mixes them puts both legs between the two.
-    Every pattern of exchanged views (2^(V-1), the first view kept) is triangulated
-    (`fuse_views`); the pattern whose fused pose reprojects closest to the relabelled 2D (mean
+    Every pattern of exchanged views (2^(V-1), the first view kept) of the keypoints, in pinhole
+    coordinates (`multiview.pinhole_keypoints`), is triangulated (`fuse_views`); the pattern
+    whose fused pose reprojects through the pinholes closest to the relabelled 2D (mean
     distance over valid views and joints, normalized crop units) wins, or its complement when
     that exchanges fewer of the valid views (the same pose, relabelled: the majority's labels).
     The choice carries no gradient; the exchanged keypoints do.
@@ -327,10 +328,11 @@ def consistent_labels(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_
         world_Jx3 = fuse_views(kp_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, valid_V,
                                image_size)
         xy_VxJx2 = project_pose(world_Jx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
-                                distortion_Vx5, image_size)
+                                pinhole_Vx5, image_size)
         distance_V = jnp.mean(jnp.linalg.norm(xy_VxJx2 - kp_VxJx3[..., :2], axis=-1), axis=-1)
         return _masked_mean(distance_V, valid_V)
 
+    pinhole_Vx5 = jnp.zeros((num_views, 5), keypoints_VxJx3.dtype)  # pinhole keypoints
     patterns = jnp.asarray(patterns_PxV)
     best_V = patterns[jnp.argmin(jax.vmap(residual)(patterns))]
     exchanged = jnp.sum(best_V * valid_V)
@@ -487,18 +489,21 @@ def example_pose(keypoints_VxJx3, example, loss_config, image_size, depth_range_
     valid_V = example["valid"]
     cameras = (example["crop"], example["intrinsics"], example["extrinsics"])
     multi = jnp.sum(valid_V) >= 2
-    root_world_3 = multiview.triangulate_root(keypoints_VxJx3, *cameras, size, valid_V,
+    # Triangulation and lifting see the rays of the keypoints: each lens undone once.
+    pinhole_VxJx3 = multiview.pinhole_keypoints(keypoints_VxJx3, example["crop"],
+                                                example["intrinsics"], example["distortion"],
+                                                size)
+    root_world_3 = multiview.triangulate_root(pinhole_VxJx3, *cameras, size, valid_V,
                                               depth_range_mm)
-    _, lifted_VxJx3 = multiview.lift_views(keypoints_VxJx3, root_world_3, *cameras, size,
+    _, lifted_VxJx3 = multiview.lift_views(pinhole_VxJx3, root_world_3, *cameras, size,
                                            depth_range_mm)
     joints_world_Jx3 = lifted_VxJx3[jnp.argmax(valid_V)]
     if keypoints_VxJx3.shape[0] >= 2:
         fuse_valid_V = jnp.where(multi, valid_V, 1.0)
-        fuse_input_VxJx3 = keypoints_VxJx3
+        fuse_input_VxJx3 = pinhole_VxJx3
         if bool(loss_config.consistent_labels):  # only the fusion sees the exchanged labels;
             # the targets teach the raw ones
-            fuse_input_VxJx3 = consistent_labels(keypoints_VxJx3, *cameras,
-                                                 example["distortion"], fuse_valid_V, size)
+            fuse_input_VxJx3 = consistent_labels(pinhole_VxJx3, *cameras, fuse_valid_V, size)
         fused_Jx3 = fuse_views(fuse_input_VxJx3, *cameras, fuse_valid_V, size)
         joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
     return joints_world_Jx3
@@ -614,9 +619,12 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         out["reproject"] = _masked_mean(
             jnp.mean(jnp.abs(keypoints_VxJx3[..., :2] - xy_VxJx2), axis=(-2, -1)), valid_V)
         root_world_3 = target[skeleton.PELVIS]
+        pinhole_VxJx3 = multiview.pinhole_keypoints(
+            jax.lax.stop_gradient(keypoints_VxJx3), example["crop"], example["intrinsics"],
+            example["distortion"], size)
         _, own_world_VxJx3 = multiview.lift_views(
-            jax.lax.stop_gradient(keypoints_VxJx3), root_world_3, example["crop"],
-            example["intrinsics"], example["extrinsics"], size, depth_range_mm)
+            pinhole_VxJx3, root_world_3, example["crop"], example["intrinsics"],
+            example["extrinsics"], size, depth_range_mm)
         gap_V = jnp.mean(jnp.linalg.norm(own_world_VxJx3 - target[None], axis=-1), axis=-1)
         out["view_gap_mm"] = _masked_mean(gap_V, valid_V)
         return out

@@ -21,9 +21,14 @@ Every function also accepts NumPy arrays; all are jit/vmap friendly (image and c
 static Python ints).
 """
 
+import jax
 import jax.numpy as jnp
 
 _EPS = 1e-12
+# `undistort`: Newton steps, the longest step (normalized units) and the residual it accepts.
+UNDISTORT_ITERATIONS = 8
+UNDISTORT_MAX_STEP = 0.25
+UNDISTORT_TOLERANCE = 1e-5
 
 
 # --- Rigid transforms and cameras -----------------------------------------------------------
@@ -91,8 +96,65 @@ def distort(xy_normalized_Nx2, distortion_5):
     return xy_normalized_Nx2 * scale + r2[:, None] * jnp.stack([p2, p1])
 
 
+def undistort(xy_distorted_Nx2, distortion_5, iterations=UNDISTORT_ITERATIONS):
+    """Inverts `distort`: the normalized coordinates that `distort` maps to `xy_distorted_Nx2`.
+
+    Newton's method from x = x_d, each step's length capped at UNDISTORT_MAX_STEP and a
+    near-singular Jacobian kept away from 0, so that every value stays finite (a wild prediction
+    far outside the image included). A point it does not solve to UNDISTORT_TOLERANCE (outside
+    the region where the lens model is invertible) keeps its distorted coordinates. With zero
+    coefficients the result is the input. Differentiable (through the unrolled steps).
+
+    Args:
+        xy_distorted_Nx2: distorted normalized image coordinates.
+        distortion_5: (k1, k2, k3, p1, p2).
+        iterations: Newton steps (static int).
+
+    Returns:
+        Nx2 undistorted normalized coordinates (X/Z, Y/Z).
+    """
+    xy_d = jnp.asarray(xy_distorted_Nx2)
+    distortion_5 = jnp.asarray(distortion_5, xy_d.dtype)
+
+    def distort_one(xy_2):
+        return distort(xy_2[None], distortion_5)[0]
+
+    jacobian = jax.vmap(jax.jacfwd(distort_one))
+
+    def step(xy_Nx2, _):
+        residual_Nx2 = distort(xy_Nx2, distortion_5) - xy_d
+        (a, b), (c, d) = jnp.moveaxis(jacobian(xy_Nx2), (1, 2), (0, 1))
+        det = a * d - b * c
+        det = jnp.where(jnp.abs(det) > 1e-6, det, 1e-6)
+        r0, r1 = residual_Nx2[:, 0], residual_Nx2[:, 1]
+        delta_Nx2 = jnp.stack([d * r0 - b * r1, a * r1 - c * r0], axis=-1) / det[:, None]
+        length = jnp.sqrt(jnp.sum(delta_Nx2 * delta_Nx2, axis=-1, keepdims=True) + _EPS)
+        return xy_Nx2 - delta_Nx2 * jnp.minimum(1.0, UNDISTORT_MAX_STEP / length), None
+
+    xy_Nx2, _ = jax.lax.scan(step, xy_d, None, length=iterations)
+    error_N = jnp.linalg.norm(distort(xy_Nx2, distortion_5) - xy_d, axis=-1)
+    return jnp.where((error_N < UNDISTORT_TOLERANCE)[:, None], xy_Nx2, xy_d)
+
+
+def normalized_from_px(uv_Nx2, intrinsics_3x3):
+    """Pixels -> normalized image coordinates (X/Z, Y/Z): the exact inverse of K, skew included."""
+    fx, skew, cx = intrinsics_3x3[0, 0], intrinsics_3x3[0, 1], intrinsics_3x3[0, 2]
+    fy, cy = intrinsics_3x3[1, 1], intrinsics_3x3[1, 2]
+    y_N = (uv_Nx2[:, 1] - cy) / fy
+    x_N = (uv_Nx2[:, 0] - cx - skew * y_N) / fx
+    return jnp.stack([x_N, y_N], axis=-1)
+
+
 def _px_from_normalized(xy_Nx2, intrinsics_3x3):
     return xy_Nx2 @ intrinsics_3x3[:2, :2].T + intrinsics_3x3[:2, 2]
+
+
+def pinhole_px(uv_Nx2, intrinsics_3x3, distortion_5):
+    """Pixels of a camera with lens distortion -> where the same rays meet the image of its
+    pinhole (K [R|t], no distortion): the coordinates `triangulate` and `lift_to_cam` take.
+    Added as a shift, so that zero coefficients give back `uv_Nx2` bit for bit."""
+    xy_Nx2 = normalized_from_px(uv_Nx2, intrinsics_3x3)
+    return uv_Nx2 + (undistort(xy_Nx2, distortion_5) - xy_Nx2) @ intrinsics_3x3[:2, :2].T
 
 
 def project_cam(points_cam_Nx3, intrinsics_3x3, distortion=None):
@@ -230,8 +292,9 @@ def lift_to_cam(keypoints_Jx3, crop_from_px_2x3, intrinsics_3x3, root_depth_mm, 
 
     x, y (normalized crop) -> crop pixels -> full-image pixels (inverse crop affine); depth
     Z = root_depth + z * depth_range / 2; X = (u - cx) / fx * Z, Y = (v - cy) / fy * Z (the exact
-    inverse of K, skew included). Lens distortion is ignored here: the lifted points reproject
-    to the given pixels through a pinhole, not through the distorted camera.
+    inverse of K, skew included). The keypoints are pinhole coordinates: the lifted points
+    reproject to them through K [R|t]; keypoints of a camera with lens distortion go through
+    `pinhole_px` (`multiview.pinhole_keypoints`) first.
 
     Args:
         keypoints_Jx3: (x, y, z), x, y normalized crop coordinates, z relative depth in
@@ -248,11 +311,8 @@ def lift_to_cam(keypoints_Jx3, crop_from_px_2x3, intrinsics_3x3, root_depth_mm, 
     crop_uv_Jx2 = crop_px_from_normalized(keypoints_Jx3[:, :2], image_size)
     uv_Jx2 = apply_affine(invert_affine(crop_from_px_2x3), crop_uv_Jx2)
     depth_J = root_depth_mm + keypoints_Jx3[:, 2] * (depth_range_mm / 2.0)
-    fx, skew, cx = intrinsics_3x3[0, 0], intrinsics_3x3[0, 1], intrinsics_3x3[0, 2]
-    fy, cy = intrinsics_3x3[1, 1], intrinsics_3x3[1, 2]
-    y_J = (uv_Jx2[:, 1] - cy) / fy
-    x_J = (uv_Jx2[:, 0] - cx - skew * y_J) / fx
-    return jnp.stack([x_J * depth_J, y_J * depth_J, depth_J], axis=-1)
+    xy_Jx2 = normalized_from_px(uv_Jx2, intrinsics_3x3)
+    return jnp.concatenate([xy_Jx2 * depth_J[:, None], depth_J[:, None]], axis=-1)
 
 
 # --- Alignment and rigs ----------------------------------------------------------------------

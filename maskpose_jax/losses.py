@@ -310,10 +310,12 @@ def view_forward(keypoints_BxVxJx3, batch, loss_config, image_size, depth_range_
 
     def per_example(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4,
                     distortion_Vx5, valid_V):
-        root_world_3 = multiview.triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
+        pinhole_VxJx3 = multiview.pinhole_keypoints(keypoints_VxJx3, crop_Vx2x3,
+                                                    intrinsics_Vx3x3, distortion_Vx5, size)
+        root_world_3 = multiview.triangulate_root(pinhole_VxJx3, crop_Vx2x3, intrinsics_Vx3x3,
                                                   extrinsics_Vx3x4, size, valid_V, depth_range_mm)
         joints_cam_VxJx3, joints_world_VxJx3 = multiview.lift_views(
-            keypoints_VxJx3, root_world_3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, size,
+            pinhole_VxJx3, root_world_3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_Vx3x4, size,
             depth_range_mm)
         root_depth_V = jax.vmap(lambda e: (e[:, :3] @ root_world_3 + e[:, 3])[2])(
             extrinsics_Vx3x4)

@@ -3,9 +3,11 @@
 The detector predicts, per view, 2.5D keypoints (x, y, z): x, y in normalized crop coordinates,
 z the depth relative to the pelvis in units of depth_range_mm / 2. Here they become 3D:
 
+- `pinhole_keypoints`: the predictions are where the joints appear through each camera's lens
+  (the images and masks are distorted); triangulation and lifting need where the same rays meet
+  a pinhole camera's image (K [R|t]): this undoes each view's lens distortion, once per example.
 - `triangulate_root`: the pelvis is triangulated (linear DLT, `geometry.triangulate`) from the
-  predicted 2D pelvis of every valid view, without gradient. Lens distortion is ignored (the
-  crop pixels are treated as pinhole pixels), as in `geometry.lift_to_cam`.
+  pinhole 2D pelvis of every valid view, without gradient.
 - `lift_views`: each view's keypoints are lifted to its camera frame at the root's depth in that
   camera, then moved to the world frame.
 - `project_to_views`: every view's world pose is projected (with distortion) into every view's
@@ -43,6 +45,33 @@ def full_px_from_normalized(xy_Nx2, crop_2x3, image_size):
     return geometry.apply_affine(geometry.invert_affine(crop_2x3), crop_uv_Nx2)
 
 
+def pinhole_keypoints(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, distortion_Vx5, image_size):
+    """Each view's keypoints with their (x, y) moved to where the same rays meet the crop of a
+    distortion-free camera (`geometry.pinhole_px`); z unchanged. Projecting a pose lifted from
+    them with the view's distortion (`project_to_views`) gives back the keypoints.
+
+    Args:
+        keypoints_VxJx3: detector output per view, (x, y) normalized crop coordinates.
+        crop_Vx2x3: crop affines, full-image pixels -> crop pixels.
+        intrinsics_Vx3x3: K per view, pixels.
+        distortion_Vx5: (k1, k2, k3, p1, p2) per view (zeros: the keypoints unchanged).
+        image_size: crop side N, pixels (static int).
+
+    Returns:
+        VxJx3 keypoints in pinhole normalized crop coordinates.
+    """
+
+    def one(keypoints_Jx3, crop_2x3, intrinsics_3x3, distortion_5):
+        # The lens's shift, in pixels, then in normalized crop units (bit for bit nothing
+        # without distortion: training on pinhole data is unchanged by it).
+        uv_Jx2 = full_px_from_normalized(keypoints_Jx3[:, :2], crop_2x3, image_size)
+        shift_uv_Jx2 = geometry.pinhole_px(uv_Jx2, intrinsics_3x3, distortion_5) - uv_Jx2
+        shift_xy_Jx2 = shift_uv_Jx2 @ crop_2x3[:, :2].T * (2.0 / (image_size - 1))
+        return keypoints_Jx3.at[:, :2].add(shift_xy_Jx2)
+
+    return jax.vmap(one)(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, distortion_Vx5)
+
+
 def normalized_from_full_px(uv_Nx2, crop_2x3, image_size):
     """Full-image pixels -> normalized crop coordinates (through the crop affine). Returns Nx2."""
     return geometry.normalized_from_crop_px(geometry.apply_affine(crop_2x3, uv_Nx2), image_size)
@@ -74,14 +103,14 @@ def triangulate_root(keypoints_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsics_V
     """Triangulates the predicted pelvis of the valid views (no gradient).
 
     With at least two valid views: weighted DLT (`geometry.triangulate`, weights = view_valid)
-    of the predicted 2D pelvis, distortion ignored. With fewer (single-view examples), there is
-    nothing to triangulate: the root is put on the first valid view's pelvis ray at
-    `fallback_root_depth` (view 0 when none is valid), so the result is always finite for real
-    cameras. Invalid views' keypoints and cameras are never read in the two-view case.
+    of the 2D pelvis in pinhole coordinates (`pinhole_keypoints`). With fewer (single-view
+    examples), there is nothing to triangulate: the root is put on the first valid view's pelvis
+    ray at `fallback_root_depth` (view 0 when none is valid), so the result is always finite for
+    real cameras. Invalid views' keypoints and cameras are never read in the two-view case.
 
     Args:
-        keypoints_VxJx3: detector output per view, (x, y) normalized crop coordinates, z relative
-          depth (z is not used).
+        keypoints_VxJx3: detector output per view in pinhole coordinates (`pinhole_keypoints`),
+          (x, y) normalized crop coordinates, z relative depth (z is not used).
         crop_Vx2x3: crop affines, full-image pixels -> crop pixels.
         intrinsics_Vx3x3: K per view, pixels.
         extrinsics_Vx3x4: [R|t] per view, world -> camera, mm.
@@ -125,11 +154,11 @@ def lift_views(keypoints_VxJx3, root_world_3, crop_Vx2x3, intrinsics_Vx3x3, extr
     """Lifts every view's 2.5D keypoints to 3D around a common root.
 
     View v's root depth is the camera-frame depth of `root_world_3` in v; joints follow
-    `geometry.lift_to_cam` (Z_j = Z_root + z_j depth_range / 2, distortion ignored).
+    `geometry.lift_to_cam` (Z_j = Z_root + z_j depth_range / 2).
 
     Args:
-        keypoints_VxJx3: detector output per view, (x, y) normalized crop coordinates, z in
-          units of depth_range_mm / 2.
+        keypoints_VxJx3: detector output per view in pinhole coordinates (`pinhole_keypoints`),
+          (x, y) normalized crop coordinates, z in units of depth_range_mm / 2.
         root_world_3: root (pelvis) position, world frame, mm.
         crop_Vx2x3: crop affines, full-image pixels -> crop pixels.
         intrinsics_Vx3x3: K per view, pixels.
@@ -161,9 +190,9 @@ def project_to_views(joints_world_VxJx3, crop_Vx2x3, intrinsics_Vx3x3, extrinsic
     """Projects every view's world pose into every view's crop (normalized coordinates).
 
     Entry [v, w] is view v's pose seen by camera w: projected with w's lens distortion, through
-    w's crop affine, normalized. The diagonal [v, v] equals view v's own predicted (x, y) only
-    when v has no distortion (the lift ignores distortion, the projection applies it); the mask
-    losses therefore draw the own view from the prediction itself. Camera-frame depths are
+    w's crop affine, normalized. The diagonal [v, v] gives back view v's own predicted (x, y)
+    (lifted from its pinhole keypoints, projected through its lens) up to float rounding; the
+    mask losses draw the own view from the prediction itself. Camera-frame depths are
     clamped to >= MIN_DEPTH_MM before dividing.
 
     Args:

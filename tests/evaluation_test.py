@@ -169,9 +169,6 @@ def _distorted_keypoints(examples, distortion_BxVx5):
     return keypoints
 
 
-@pytest.mark.xfail(strict=True, reason="the lift ignores lens distortion (multiview's docstring): "
-                   "at these coefficients predictions exact in the distorted image land up to "
-                   "15 mm off; strict, so that undistorting in the lift turns this test on")
 def test_lift_undoes_lens_distortion():
     batch, examples = _batch(11, batch_size=2, num_views=3)
     rng = np.random.default_rng(11)

@@ -400,7 +400,7 @@ def test_consistent_labels_undo_the_minoritys_left_right_exchange():
 
     def relabel(keypoints, valid=np.ones(4, np.float32)):
         return np.asarray(fused.consistent_labels(jnp.asarray(keypoints), crop, k, ext,
-                                                  distortion, jnp.asarray(valid), SIZE))
+                                                  jnp.asarray(valid), SIZE))
 
     np.testing.assert_allclose(relabel(truth), truth)
     np.testing.assert_allclose(relabel(exchanged([2])), truth)

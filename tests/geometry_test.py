@@ -102,6 +102,54 @@ def test_distortion_zero_is_pinhole_and_nonzero_is_not(x64):
     assert np.abs(geometry.distort(xy, _random_distortion(rng)) - xy).max() > 1e-3
 
 
+def _distort_reference(xy, distortion):
+    """float64 distortion of normalized points, in OpenCV's (k1, k2, p1, p2, k3) form."""
+    k1, k2, k3, p1, p2 = distortion
+    x, y = xy[:, 0], xy[:, 1]
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
+    return np.stack([x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+                     y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y], axis=-1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_undistort_inverts_the_float64_lens(seed):
+    rng = np.random.default_rng(seed)
+    distortion = np.array([rng.normal(0, 0.3), rng.normal(0, 0.1), rng.normal(0, 0.02),
+                           rng.normal(0, 0.01), rng.normal(0, 0.01)])
+    xy = rng.uniform(-0.6, 0.6, size=(200, 2))  # a 1,000 px image at f = 1,150 px: |x| < 0.45
+    xy_d = _distort_reference(xy, distortion)
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(geometry.undistort(xy_d, distortion), xy, atol=1e-10)
+    undone = geometry.undistort(jnp.asarray(xy_d, jnp.float32),
+                                jnp.asarray(distortion, jnp.float32))
+    np.testing.assert_allclose(undone, xy, atol=2e-6)
+    # pinhole_px: pixels through the lens -> where the pinhole of the same K sees the ray.
+    intrinsics, _ = _random_camera(rng)
+    uv_lens = xy_d @ intrinsics[:2, :2].T + intrinsics[:2, 2]
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(geometry.pinhole_px(uv_lens, intrinsics, distortion),
+                                   xy @ intrinsics[:2, :2].T + intrinsics[:2, 2], atol=1e-6)
+
+
+def test_undistort_without_lens_is_the_identity_and_stays_finite_far_away(x64):
+    rng = np.random.default_rng(5)
+    xy = rng.normal(0, 0.4, size=(20, 2))
+    np.testing.assert_array_equal(geometry.undistort(xy, np.zeros(5)), xy)
+    # Far outside the image (a wild prediction), where a barrel lens is not invertible: finite
+    # values and gradients; a point with no solution keeps its coordinates.
+    far = np.array([[3.0, 0.5], [-40.0, 25.0], [1e3, -1e3], [0.2, 0.1]])
+    barrel = np.array([-0.3, 0.05, 0.0, 1e-3, 1e-3])
+    out = geometry.undistort(far, barrel)
+    assert np.isfinite(out).all()
+    residual = np.linalg.norm(_distort_reference(np.asarray(out), barrel) - far, axis=-1)
+    solved = residual < geometry.UNDISTORT_TOLERANCE
+    np.testing.assert_array_equal(np.asarray(out)[~solved], far[~solved])
+    assert solved[-1]  # a point in the image is solved
+    gradient = jax.grad(lambda p: jnp.sum(geometry.undistort(p, barrel) ** 2))(jnp.asarray(far))
+    assert np.isfinite(gradient).all()
+
+
 def test_projection_matrix_consistent_with_project(x64):
     rng = np.random.default_rng(4)
     intrinsics, extrinsics = _random_camera(rng)

@@ -15,6 +15,7 @@ from maskpose_jax import multiview
 from maskpose_jax import render
 from maskpose_jax import skeleton
 from references import project_reference
+from references import undistort_px_reference
 
 SIZE = 16
 DEPTH_RANGE_MM = 2000.0
@@ -117,18 +118,20 @@ def full_px_reference(xy, crop):
     return (crop_uv - crop[:, 2]) @ np.linalg.inv(crop[:, :2]).T
 
 
-def root_reference(pelvis_xy_Vx2, crops, intrinsics, extrinsics):
-    """Least squares over unit-normal planes u P_2 - P_0, v P_2 - P_1; one view: the pelvis ray at
-    the depth where the crop spans DEPTH_RANGE_MM."""
+def root_reference(pelvis_xy_Vx2, crops, intrinsics, extrinsics, distortions):
+    """Least squares over unit-normal planes u P_2 - P_0, v P_2 - P_1 of the pinhole pixels (the
+    lens undone); one view: the pelvis ray at the depth where the crop spans DEPTH_RANGE_MM."""
     if len(pelvis_xy_Vx2) == 1:
-        uv = full_px_reference(pelvis_xy_Vx2[0], crops[0])
+        uv = undistort_px_reference(full_px_reference(pelvis_xy_Vx2[0], crops[0])[None],
+                                    intrinsics[0], distortions[0])[0]
         depth = (np.sqrt(intrinsics[0, 0, 0] * intrinsics[0, 1, 1]) * DEPTH_RANGE_MM
                  * np.sqrt(abs(np.linalg.det(crops[0][:, :2]))) / SIZE)
         cam = depth * np.linalg.solve(intrinsics[0], np.array([uv[0], uv[1], 1.0]))
         return extrinsics[0, :, :3].T @ (cam - extrinsics[0, :, 3])
     rows = []
-    for xy, crop, k, ext in zip(pelvis_xy_Vx2, crops, intrinsics, extrinsics):
-        uv, proj = full_px_reference(xy, crop), k @ ext
+    for xy, crop, k, ext, dist in zip(pelvis_xy_Vx2, crops, intrinsics, extrinsics, distortions):
+        uv = undistort_px_reference(full_px_reference(xy, crop)[None], k, dist)[0]
+        proj = k @ ext
         for i in range(2):
             row = uv[i] * proj[2] - proj[i]
             rows.append(row / np.linalg.norm(row[:3]))
@@ -136,10 +139,11 @@ def root_reference(pelvis_xy_Vx2, crops, intrinsics, extrinsics):
     return np.linalg.lstsq(rows[:, :3], -rows[:, 3], rcond=None)[0]
 
 
-def lift_reference(keypoints_Jx3, root_world, crop, intrinsics, extrinsics):
-    """Returns (camera-frame, world-frame) joints, mm."""
+def lift_reference(keypoints_Jx3, root_world, crop, intrinsics, extrinsics, distortion):
+    """Returns (camera-frame, world-frame) joints, mm, the lens undone."""
     root_depth = (extrinsics[:, :3] @ root_world + extrinsics[:, 3])[2]
-    uv = full_px_reference(keypoints_Jx3[:, :2], crop)
+    uv = undistort_px_reference(full_px_reference(keypoints_Jx3[:, :2], crop), intrinsics,
+                                distortion)
     depth = root_depth + keypoints_Jx3[:, 2] * DEPTH_RANGE_MM / 2
     rays = np.linalg.solve(intrinsics, np.concatenate([uv, np.ones((len(uv), 1))], 1).T).T
     cam = rays * depth[:, None]
@@ -198,8 +202,9 @@ def mask_terms_reference(keypoints, batch, config, capsule_width=None):
         kp = keypoints[b, keep]
         crop, k, ext, dist = (np.asarray(batch[key][b, keep], np.float64)
                               for key in ("crop", "intrinsics", "extrinsics", "distortion"))
-        root = root_reference(kp[:, skeleton.PELVIS, :2], crop, k, ext)
-        lifted = [lift_reference(kp[v], root, crop[v], k[v], ext[v]) for v in range(len(keep))]
+        root = root_reference(kp[:, skeleton.PELVIS, :2], crop, k, ext, dist)
+        lifted = [lift_reference(kp[v], root, crop[v], k[v], ext[v], dist[v])
+                  for v in range(len(keep))]
         mask, weight = batch["mask"][b, keep], batch["weight"][b, keep]
         if not config.use_geodesic:
             weight = np.ones_like(weight)
