@@ -180,11 +180,69 @@ def bad_inputs(root, data_dir, straight):
     rows.append(("resume training from that checkpoint", code,
                  _named(code, out, os.path.join("checkpoints", str(STEPS))), out))
 
+    rows += real_builders(root)
+
     print("\n## Bad inputs\n")
     print("| case | exit | outcome | last line printed |")
     print("|---|---:|---|---|")
     for case, code, outcome, out in rows:
         print(f"| {case} | {code} | {outcome} | {_last_line(out)} |")
+
+
+def _build(name, data_dir, options):
+    """`python -m data_builders.build NAME` with these options; also whether a finished dataset
+    folder (a version folder outside tfds's temporary ones) was left in `data_dir`."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    code, out = _python(["-m", "data_builders.build", name, f"--data_dir={data_dir}",
+                         *(f"--{k}={v}" for k, v in options.items())])
+    finished = [d for _, dirs, _ in os.walk(data_dir) for d in dirs if d[:1].isdigit()]
+    return code, out, bool(finished)
+
+
+def real_builders(root):
+    """The real-data builders on broken copies of their dummy releases, from the command line:
+    Human3.6M's faults (`make_dummy_data.BAD`: truncated and missing video, a mask of another
+    size, an empty mask, poses and video of different lengths), in error and skip mode, and
+    MPI-INF-3DHP calibrations with a NaN and a singular camera."""
+    from data_builders.h36m import make_dummy_data  # pylint: disable=import-outside-toplevel
+    rows = []
+    h36m_root = os.path.join(root, "h36m_bad")
+    shutil.rmtree(h36m_root, ignore_errors=True)
+    make_dummy_data.make_bad_release(h36m_root)
+    base = dict(root_dir=h36m_root, image_size=32, train_subjects="S1", test_subjects="S9",
+                frame_stride=2)
+    for fault, (options, message) in make_dummy_data.BAD.items():
+        code, out, finished = _build("h36m", os.path.join(root, "h36m_tfds"),
+                                     {**base, **options})
+        rows.append((f"h36m: {fault}", code, _named(code, out, message)
+                     + ("; a FINISHED dataset folder was left" if finished else ""), out))
+    code, out, finished = _build("h36m", os.path.join(root, "h36m_tfds"),
+                                 {**base, "on_bad_input": "skip"})
+    skips = [line for line in out.splitlines() if ": skipped (" in line]
+    named = sum(h36m_root in line for line in skips)
+    rows.append(("h36m: all of them, on_bad_input=skip", code,
+                 f"built; {len(skips)} skips logged, {named} naming a file of the release"
+                 if code == 0 and finished else "FAILED", out))
+
+    mpi_dummy = os.path.join(REPO, "data_builders", "mpi_inf_3dhp", "dummy_data")
+    for fault, old, new in (("NaN", "70.204359375 ", "nan "),
+                            ("singular (zero focal length)", "70.204359375 ", "0 ")):
+        mpi_root = os.path.join(root, "mpi_bad")
+        shutil.rmtree(mpi_root, ignore_errors=True)
+        shutil.copytree(mpi_dummy, mpi_root)
+        calibration = os.path.join(mpi_root, "S1", "Seq1", "camera.calibration")
+        with open(calibration) as f:
+            text = f.read()
+        with open(calibration, "w") as f:
+            f.write(text.replace(old, new, 1))
+        code, out, finished = _build("mpi_inf_3dhp", os.path.join(root, "mpi_tfds"), dict(
+            root_dir=mpi_root, train_subjects="S1,S2", train_sequences="Seq1", cameras="0,2,8",
+            frame_stride=2, image_size=32, test_sequences="TS1,TS5",
+            test_cameras=os.path.join(mpi_root, "test_cameras.pkl")))
+        rows.append((f"mpi_inf_3dhp: a {fault} camera in camera.calibration", code,
+                     _named(code, out, calibration, "camera 0")
+                     + ("; a FINISHED dataset folder was left" if finished else ""), out))
+    return rows
 
 
 def disks(root, data_dir, straight):

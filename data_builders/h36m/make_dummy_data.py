@@ -26,6 +26,7 @@ import os
 import pickle
 import shutil
 
+import cdflib
 import cdflib.cdfwrite
 import h5py
 import numpy as np
@@ -34,6 +35,7 @@ from scipy import ndimage
 
 from data_builders import cameras as cameras_lib
 from data_builders import video
+from data_builders.h36m import masks as masks_lib
 from data_builders.h36m import release
 from maskpose_jax import skeleton
 
@@ -225,6 +227,58 @@ def make_dummy_data(out_dir=OUT_DIR):
     poses_world = sample_poses_world()
     for subject in SEQUENCES:
         write_subject(out_dir, subject, poses_world, raw_cameras)
+
+
+# The faults of `make_bad_release`, for the builder's tests and benchmarks/reliability.py:
+# {fault: (builder options that reach it and no other, the message naming the file)}.
+BAD = {
+    "poses and video of different lengths": (
+        dict(test_subjects=""),
+        "Directions 1.54138969.mp4: the video has 10 frames, the poses"),
+    "a mask of another size": (
+        dict(test_subjects="", exclude_actions="Directions"),
+        "TakingPhoto.54138969.mat (mask of frame 2): mask is 64×64 pixels, the frame 128×128"),
+    "an empty mask": (
+        dict(test_subjects="", exclude_actions="Directions", cameras="55011271,58860488"),
+        "TakingPhoto.55011271.mat (mask of frame 4): the mask is empty"),
+    "a truncated video": (
+        dict(train_subjects="", exclude_actions="Photo"),
+        "WalkDog.58860488.mp4: cannot be read"),
+    "a missing video": (
+        dict(train_subjects="", exclude_actions="WalkDog"),
+        "Photo 2.60457274.mp4: no such video file"),
+}
+
+
+def make_bad_release(root, source=OUT_DIR):
+    """Copies the dummy release `source` to `root` (no PNG masks) with one fault per sequence
+    (`BAD`): S1 "Directions 1" has 12 pose frames for 10-frame videos; S1 "TakingPhoto" has a
+    64×64 mask (frame 2, camera 54138969) and empty ones (frame 4 of 55011271, frame 8, the last
+    one sampled, of 58860488); S9 "WalkDog" has a video cut in half (58860488); S9 "Photo 2" is a
+    copy of "Photo 1" without the video of camera 60457274."""
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("segmentations"))
+    poses_path = os.path.join(root, "S1", "MyPoseFeatures", "D3_Positions", "Directions 1.cdf")
+    pose_Tx96 = np.asarray(cdflib.CDF(poses_path).varget("Pose")).reshape(-1, 96)
+    write_cdf(poses_path, np.concatenate([pose_Tx96, pose_Tx96[-2:]]).reshape(-1, 32, 3))
+    for camera_id, frame, bad in (("54138969", 2, np.ones((64, 64), np.uint8)),
+                                  ("55011271", 4, np.zeros((128, 128), np.uint8)),
+                                  ("58860488", 8, np.zeros((128, 128), np.uint8))):
+        path = release.bs_mask_path(root, "S1", "TakingPhoto", camera_id)
+        with masks_lib.BsMatMasks(path, 9) as source_masks:
+            stored = [source_masks(t)[0].astype(np.uint8) for t in range(9)]
+        stored[frame] = bad
+        write_mat_masks(path, stored)
+    cut = release.video_path(root, "S9", "WalkDog", "58860488")
+    with open(cut, "rb") as f:
+        data = f.read()
+    with open(cut, "wb") as f:
+        f.write(data[:len(data) // 2])
+    for folder, _, files in os.walk(os.path.join(root, "S9")):
+        for name in files:
+            if name.startswith("Photo 1."):
+                shutil.copy(os.path.join(folder, name),
+                            os.path.join(folder, name.replace("Photo 1.", "Photo 2.")))
+    os.remove(release.video_path(root, "S9", "Photo 2", "60457274"))
 
 
 def main(argv=None):

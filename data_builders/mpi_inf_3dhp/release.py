@@ -142,11 +142,18 @@ def _camera(path, camera, fields):
     intrinsics = numbers("intrinsic", 16).reshape(4, 4)[:3, :3]
     extrinsics_4x4 = numbers("extrinsic", 16).reshape(4, 4)
     rot = extrinsics_4x4[:3, :3]
+    if not (np.isfinite(intrinsics).all() and np.isfinite(extrinsics_4x4).all()):
+        raise BadInput(f"{path}: camera {camera}: a NaN or infinite number in the intrinsic or "
+                       "extrinsic")
     if (not np.allclose(extrinsics_4x4[3], [0, 0, 0, 1], atol=1e-6)
             or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) or np.linalg.det(rot) < 0):
         raise BadInput(f"{path}: camera {camera}: the extrinsic is not a rotation and translation")
     if not np.allclose(intrinsics[2], [0, 0, 1]) or intrinsics[1, 0] != 0:
         raise BadInput(f"{path}: camera {camera}: the intrinsic is not a pinhole K")
+    if not (intrinsics[0, 0] > 0 and intrinsics[1, 1] > 0) or not (width > 0 and height > 0):
+        raise BadInput(f"{path}: camera {camera}: a singular camera (focal lengths "
+                       f"{intrinsics[0, 0]:g}, {intrinsics[1, 1]:g} px, size {width:g}x{height:g}; "
+                       "both must be > 0)")
     return cameras_lib.Camera(intrinsics=intrinsics, extrinsics=extrinsics_4x4[:3].copy(),
                               distortion=np.zeros(5), width=int(width), height=int(height),
                               name=str(camera))

@@ -70,6 +70,9 @@ def test_committed_calibration_holds_the_real_cameras():
         (lambda text: text.replace("  size        96 96\n", "", 1), "'size' needs 2 numbers"),
         (lambda text: text.replace("0.9650164 ", "1.9650164 ", 1), "not a rotation"),
         (lambda text: text.replace("animated    0", "animated    1", 1), "not supported"),
+        (lambda text: text.replace("70.204359375 ", "nan ", 1), "camera 0: a NaN"),
+        (lambda text: text.replace(" -562.8666 ", " inf ", 1), "camera 0: a NaN or infinite"),
+        (lambda text: text.replace("70.204359375 ", "0 ", 1), "camera 0: a singular camera"),
 ])
 def test_calibration_errors_name_the_file(tmp_path, edit, fault):
     with open(os.path.join(DUMMY_DIR, "S1", "Seq1", "camera.calibration")) as f:
