@@ -147,10 +147,8 @@ def bad_inputs(root, data_dir, straight):
     shutil.copytree(dummy, bad_clips)
     with open(os.path.join(bad_clips, "131_01.bvh"), "w") as f:
         f.write("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0\n")  # truncated
-    bad_dir = os.path.join(root, "bad_clips_tfds")
-    code, out = _python(["-m", "data_builders.build", "synthetic", f"--data_dir={bad_dir}",
-                         f"--mocap_dir={bad_clips}", "--image_size=32", "--num_views=2"])
-    finished = [d for _, dirs, _ in os.walk(bad_dir) for d in dirs if d[:1].isdigit()]
+    code, out, finished = _build("synthetic", os.path.join(root, "bad_clips_tfds"),
+                                 dict(mocap_dir=bad_clips, image_size=32, num_views=2))
     rows.append(("a truncated BVH file in the mocap folder", code,
                  _named(code, out, "131_01.bvh") + ("" if not finished else
                                                     "; a FINISHED dataset folder was left"), out))

@@ -105,14 +105,6 @@ def crop_input(image_path, mask_path, size):
                                           source=f"{mask_path} (for {image_path})")
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Writes `data` to `path` whole: a temporary file beside it, then a rename."""
-    temporary = f"{path}.partial"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
-
-
 def main(argv):
     del argv
     # Imported here so that `--help` and flag errors do not wait for JAX.
@@ -128,6 +120,7 @@ def main(argv):
     from maskpose_jax import geometry  # pylint: disable=import-outside-toplevel
     from maskpose_jax import inference  # pylint: disable=import-outside-toplevel
     from maskpose_jax import multiview  # pylint: disable=import-outside-toplevel
+    from maskpose_jax import reporting  # pylint: disable=import-outside-toplevel
     from maskpose_jax import sharding  # pylint: disable=import-outside-toplevel
     from maskpose_jax import skeleton  # pylint: disable=import-outside-toplevel
     from maskpose_jax import visualization  # pylint: disable=import-outside-toplevel
@@ -177,29 +170,29 @@ def main(argv):
     depth_range = float(config.model.depth_range_mm)
 
     @jax.jit
-    def lift(keypoints_Jx3, crop_2x3, intrinsics_3x3):
+    @jax.vmap
+    def lift(keypoints_Jx3, crop_2x3, intrinsics_3x3):  # a batch of images at once
         root = multiview.fallback_root_depth(crop_2x3, intrinsics_3x3, size, depth_range)
         joints_cam_Jx3 = geometry.lift_to_cam(keypoints_Jx3, crop_2x3, intrinsics_3x3, root,
                                               size, depth_range)
-        uv_Jx2 = geometry.apply_affine(geometry.invert_affine(crop_2x3),
-                                       geometry.crop_px_from_normalized(keypoints_Jx3[:, :2],
-                                                                        size))
+        uv_Jx2 = multiview.full_px_from_normalized(keypoints_Jx3[:, :2], crop_2x3, size)
         return joints_cam_Jx3 - joints_cam_Jx3[skeleton.PELVIS], uv_Jx2
 
     batch_size = max(1, int(_BATCH.value))
     for start in tqdm.tqdm(range(0, len(crops), batch_size), desc="predicting", unit="batch"):
         chunk = crops[start:start + batch_size]
         pixels = np.stack([c["pixels"] for c in chunk])
-        keypoints_BxJx3 = np.asarray(predict(local.params, local.batch_stats,
-                                             pixels[:, None]))[:, 0]
-        for item, keypoints_Jx3 in zip(chunk, keypoints_BxJx3):
-            focal = float(_FOCAL.value) or float(max(item["height"], item["width"]))
-            intrinsics_3x3 = np.array([[focal, 0, (item["width"] - 1) / 2],
-                                       [0, focal, (item["height"] - 1) / 2], [0, 0, 1]],
-                                      np.float32)
-            joints_Jx3, uv_Jx2 = (np.asarray(x, np.float64) for x in lift(
-                jnp.asarray(keypoints_Jx3), jnp.asarray(item["crop"], jnp.float32),
-                jnp.asarray(intrinsics_3x3)))
+        keypoints_BxJx3 = predict(local.params, local.batch_stats, pixels[:, None])[:, 0]
+        focal_B = [float(_FOCAL.value) or float(max(c["height"], c["width"])) for c in chunk]
+        intrinsics_Bx3x3 = np.array([[[f, 0, (c["width"] - 1) / 2],
+                                      [0, f, (c["height"] - 1) / 2], [0, 0, 1]]
+                                     for f, c in zip(focal_B, chunk)], np.float32)
+        crops_Bx2x3 = np.array([c["crop"] for c in chunk], np.float32)
+        joints_BxJx3, uv_BxJx2 = (np.asarray(x, np.float64) for x in lift(
+            keypoints_BxJx3, jnp.asarray(crops_Bx2x3), jnp.asarray(intrinsics_Bx3x3)))
+        keypoints_BxJx3 = np.asarray(keypoints_BxJx3)
+        for item, keypoints_Jx3, joints_Jx3, uv_Jx2, focal in zip(
+                chunk, keypoints_BxJx3, joints_BxJx3, uv_BxJx2, focal_B):
             record = {
                 "image": item["image"], "mask": item["mask"], "checkpoint_step": int(local.step),
                 "joints_2d_px": dict(zip(skeleton.JOINT_NAMES, np.round(uv_Jx2, 2).tolist())),
@@ -225,13 +218,13 @@ def main(argv):
                                             np.asarray(display_xy_Jx2), min_size=DISPLAY_SIZE),
                 np.full((DISPLAY_SIZE, 2, 3), visualization.GAP_COLOR, np.uint8),
                 visualization.pose_views(joints_Jx3, DISPLAY_SIZE)], axis=1)
-            write_atomic(os.path.join(out, item["name"] + ".json"),
-                         json.dumps(record, indent=1).encode())
-            write_atomic(os.path.join(out, item["name"] + ".png"), frames.png(overlay))
+            reporting.write_atomic(os.path.join(out, item["name"] + ".json"),
+                                   json.dumps(record, indent=1))
+            reporting.write_atomic(os.path.join(out, item["name"] + ".png"), frames.png(overlay))
     summary = {"predicted": len(crops), "skipped": len(bad),
                "skips": [{"input": path, "reason": reason} for path, reason in bad],
                "workdir": workdir, "checkpoint_step": int(local.step), "variant": config.variant}
-    write_atomic(summary_path, json.dumps(summary, indent=1).encode())
+    reporting.write_atomic(summary_path, json.dumps(summary, indent=1))
     for path, reason in bad:
         print(f"skipped {path}: {reason}")
     print(f"predicted {len(crops)} image(s), skipped {len(bad)}; outputs in {out}")

@@ -477,7 +477,9 @@ def template_fit(views, loss_config, image_size, weights, steps, restarts, lr_mm
 
 
 def example_pose(keypoints_VxJx3, example, loss_config, image_size, depth_range_mm):
-    """The world pose (Jx3, mm) that the fused path scores for one example's detector output.
+    """The world pose (Jx3, mm) that the fused path scores for one example's detector output,
+    and the keypoints it was triangulated from (VxJx3, `multiview.pinhole_keypoints`: the
+    lenses undone once, for every later lift of the same keypoints).
 
     With two valid views or more, the views' 2D fused (`fuse_views`; with
     loss_config.consistent_labels the views' left/right labels made to agree first). A
@@ -506,7 +508,7 @@ def example_pose(keypoints_VxJx3, example, loss_config, image_size, depth_range_
             fuse_input_VxJx3 = consistent_labels(pinhole_VxJx3, *cameras, fuse_valid_V, size)
         fused_Jx3 = fuse_views(fuse_input_VxJx3, *cameras, fuse_valid_V, size)
         joints_world_Jx3 = jnp.where(multi, fused_Jx3, joints_world_Jx3)
-    return joints_world_Jx3
+    return joints_world_Jx3, pinhole_VxJx3
 
 
 def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_size,
@@ -574,8 +576,8 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
 
     def per_example(keypoints_VxJx3, example, cached):
         valid_V = example["valid"]
-        joints_world_Jx3 = example_pose(keypoints_VxJx3, example, loss_config, size,
-                                        depth_range_mm)
+        joints_world_Jx3, pinhole_VxJx3 = example_pose(keypoints_VxJx3, example, loss_config,
+                                                       size, depth_range_mm)
         out = pose_mask_terms(joints_world_Jx3, example, loss_config, size, physique_apply,
                               capsule_width, body_radii_mm, body_scale)
         target = jax.lax.stop_gradient(joints_world_Jx3)
@@ -619,12 +621,9 @@ def fused_terms(keypoints_BxVxJx3, batch, physique_apply, loss_config, image_siz
         out["reproject"] = _masked_mean(
             jnp.mean(jnp.abs(keypoints_VxJx3[..., :2] - xy_VxJx2), axis=(-2, -1)), valid_V)
         root_world_3 = target[skeleton.PELVIS]
-        pinhole_VxJx3 = multiview.pinhole_keypoints(
-            jax.lax.stop_gradient(keypoints_VxJx3), example["crop"], example["intrinsics"],
-            example["distortion"], size)
         _, own_world_VxJx3 = multiview.lift_views(
-            pinhole_VxJx3, root_world_3, example["crop"], example["intrinsics"],
-            example["extrinsics"], size, depth_range_mm)
+            jax.lax.stop_gradient(pinhole_VxJx3), root_world_3, example["crop"],
+            example["intrinsics"], example["extrinsics"], size, depth_range_mm)
         gap_V = jnp.mean(jnp.linalg.norm(own_world_VxJx3 - target[None], axis=-1), axis=-1)
         out["view_gap_mm"] = _masked_mean(gap_V, valid_V)
         return out

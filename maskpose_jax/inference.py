@@ -63,8 +63,8 @@ def make_visualize(config, detector, physique, image_size: int) -> Callable:
         keypoints_VxJx3 = predict(params, batch_stats, first["image"])[0]
         if bool(loss_config.fusion):
             example = jax.tree.map(lambda x: x[0], fused.example_views(first, loss_config))
-            pose_Jx3 = fused.example_pose(keypoints_VxJx3, example, loss_config, image_size,
-                                          depth_range)
+            pose_Jx3, _ = fused.example_pose(keypoints_VxJx3, example, loss_config, image_size,
+                                             depth_range)
             drawn = fused.draw_pose(pose_Jx3, example, loss_config, image_size, capsule_width,
                                     body_radii, cascade.body_scale(step, config.stages))
             skel = drawn["skel_VxNxN"]

@@ -296,12 +296,14 @@ def _json_ready(value):
     return value
 
 
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Writes `data` (text as UTF-8, or bytes) to `path` whole: a temporary file beside it,
+    renamed over `path`; on any failure the temporary file is removed and `path` is untouched."""
+    directory = os.path.dirname(path) or "."
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -323,7 +325,7 @@ def write_results(results: Mapping[str, Any], workdir: str, title: str) -> tuple
     os.makedirs(workdir, exist_ok=True)
     json_path = os.path.join(workdir, "results.json")
     md_path = os.path.join(workdir, "results.md")
-    _write_atomic(json_path, json.dumps(_json_ready(results), indent=2, sort_keys=True,
+    write_atomic(json_path, json.dumps(_json_ready(results), indent=2, sort_keys=True,
                                         allow_nan=False) + "\n")
-    _write_atomic(md_path, results_markdown(results, title))
+    write_atomic(md_path, results_markdown(results, title))
     return json_path, md_path

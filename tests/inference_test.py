@@ -116,8 +116,8 @@ def test_training_panel_draws_the_masks_the_loss_scores(source, variant):
     np.testing.assert_allclose(keypoints, want_kp, atol=1e-6)
     if variant == "default":
         example = jax.tree.map(lambda x: x[0], fused.example_views(batch, config.loss))
-        pose = fused.example_pose(keypoints, example, config.loss, 32,
-                                  float(config.model.depth_range_mm))
+        pose, _ = fused.example_pose(keypoints, example, config.loss, 32,
+                                     float(config.model.depth_range_mm))
         drawn = fused.draw_pose(pose, example, config.loss, 32, None,
                                 factory.physique_body_radii(config))
         np.testing.assert_allclose(skel, drawn["skel_VxNxN"], atol=1e-5)
