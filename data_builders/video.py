@@ -110,12 +110,13 @@ def write_video(path, frames_TxHxWx3: np.ndarray, fps: int = 25, codec: str | No
     """
     frames_TxHxWx3 = np.asarray(frames_TxHxWx3, np.uint8)
     codec = codec or ("libx264" if str(path).endswith(".mp4") else "mjpeg")
-    with av.open(str(path), "w") as container:
+    # "bitexact": no FFmpeg version strings in the file, so a patch release of the PyAV wheel
+    # (Lavf62.12.102 -> .103) does not change the bytes of the committed dummy videos.
+    with av.open(str(path), "w", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames_TxHxWx3.shape[1:3]
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "10"}
+        stream.options = {"flags": "+bitexact", **({"crf": "10"} if codec == "libx264" else {})}
         for image in frames_TxHxWx3:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
