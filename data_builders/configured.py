@@ -6,9 +6,12 @@ This is the one place where a run's config meets the builders: the library reads
 does not import `data_builders`.
 """
 
+import functools
+
 import jax
 
 import data_builders
+from data_builders.synthetic import random_poses
 from maskpose_jax import datasets
 from maskpose_jax import factory
 from maskpose_jax import input_pipeline
@@ -87,4 +90,17 @@ def open_training(config) -> datasets.Sources:
             records = data_builders.data_source(get_builder(config, index), entry["train_split"])
         label = f"config.data.mix[{index}] ({entry['name']})"
         mix.append(input_pipeline.MixSource(records, entry["weight"], entry["views"], label))
-    return datasets.Sources(train=train, val=val, mix=tuple(mix))
+    pairs = None
+    if int(config.physique.pretrain_steps):
+        pairs = functools.partial(physique_pairs, config, datasets.image_size_of(train))
+    return datasets.Sources(train=train, val=val, mix=tuple(mix), physique_pairs=pairs)
+
+
+def physique_pairs(config, image_size: int, echo=reporting.say) -> dict:
+    """The skeleton -> silhouette pairs that pre-train the physique network: the silhouettes of
+    config.physique.pretrain_examples random poses of the synthetic generator's procedural body
+    in 4 views of `image_size` pixels (`random_poses.silhouettes`, seeded by config.seed)."""
+    count = int(config.physique.pretrain_examples)
+    return random_poses.silhouettes(
+        int(config.seed), count, image_size=image_size,
+        progress=lambda n: echo(f"physique prior: {n}/{count} random poses rendered"))

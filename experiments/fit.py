@@ -17,7 +17,8 @@ It prints, per start, MPJPE and P-MPJPE of the fits (as fitted, and after one gl
 relabelling of the whole set), and the share of examples whose fit reaches a lower loss than the
 truth (a loss whose minimum is not the truth cannot be fixed by optimizing harder). Ground truth
 is read only to score and to make the noisy starts, as in the evaluation. The physique network
-kind has no parameters to fit here: its term needs `physique.kind = "capsules"` or is left out.
+kind is pre-trained first when config.physique.pretrain_steps > 0 (`physique_prior`) and then
+frozen; without pre-training it has nothing to fit here and its term is left out.
 """
 
 from absl import app
@@ -34,6 +35,7 @@ from maskpose_jax import factory
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
 from maskpose_jax import metrics
+from maskpose_jax import physique_prior
 
 _EXAMPLES = flags.DEFINE_integer("examples", 64, "Examples, evenly spaced over the split.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per fit.")
@@ -82,10 +84,21 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
     loss_config = config.loss
     capsule_width = factory.physique_capsule_width(config)
     body_radii = factory.physique_body_radii(config)
+    physique_apply = None
     if config.physique.kind == "network" and loss_config.use_phys:
-        loss_config = config.loss.copy_and_resolve_references()
-        loss_config.use_phys = False
-        echo("physique.kind = 'network': the physique term is left out (nothing to fit it with)")
+        if int(config.physique.pretrain_steps):
+            # The pre-trained network, frozen: the fit's gradient flows through its input.
+            _, physique = factory.create_models(config)
+            params, _ = physique_prior.pretrain(
+                config, physique, configured.physique_pairs(config, size, echo), echo=echo)
+
+            def physique_apply(masks):
+                return physique.apply({"params": params}, masks)
+        else:
+            loss_config = config.loss.copy_and_resolve_references()
+            loss_config.use_phys = False
+            echo("physique.kind = 'network' without pre-training: the physique term is left "
+                 "out (nothing to fit it with)")
     # The stages followed: one (its weights for every step), or all, steps shared in proportion.
     stages = list(config.stages) if stage == "all" else [config.stages[int(stage)]]
     shares = np.array([float(s.steps) for s in stages])
@@ -100,7 +113,7 @@ def run(config, *, split, examples, steps, lr, starts, restarts=4, stage="all", 
     truth_BxJx3 = jnp.asarray(batch["joints_world"], jnp.float32)
 
     def total(joints_Jx3, example, index=len(stages) - 1):
-        terms = fused.pose_mask_terms(joints_Jx3, example, loss_config, size, None,
+        terms = fused.pose_mask_terms(joints_Jx3, example, loss_config, size, physique_apply,
                                       capsule_width, body_radii, scales_S[index])
         return sum(weights_SxT[index, k] * terms[t] for k, t in enumerate(names)), terms
 

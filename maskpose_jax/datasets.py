@@ -6,7 +6,7 @@ The library reads records; it does not know the builders (`data_builders` import
 never the other way).
 """
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 
@@ -19,10 +19,13 @@ class Sources(NamedTuple):
     train: config.data.train_split of the primary dataset.
     val: config.data.val_split (None when it is "": no in-training evaluation).
     mix: one `input_pipeline.MixSource` per entry of config.data.mix, the primary not included.
+    physique_pairs: with config.physique.pretrain_steps > 0, a function that makes the
+      skeleton -> silhouette pairs of `physique_prior.pretrain` (called by a fresh run only).
     """
     train: Sequence[Any]
     val: Sequence[Any] | None = None
     mix: tuple[input_pipeline.MixSource, ...] = ()
+    physique_pairs: Callable[[], dict] | None = None
 
 
 def is_test_split(config, split: str) -> bool:

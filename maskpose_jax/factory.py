@@ -76,6 +76,18 @@ def check_loss_config(config: ml_collections.ConfigDict) -> None:
                          "config.loss.fusion = True")
     physique_capsule_width(config)
     physique_body_radii(config)
+    settings = config.physique
+    if int(settings.pretrain_steps) < 0:
+        raise ValueError(f"config.physique.pretrain_steps must be >= 0, got "
+                         f"{settings.pretrain_steps}")
+    if int(settings.pretrain_steps):
+        if settings.kind != "network":
+            raise ValueError("config.physique.pretrain_steps > 0 pre-trains the physique network: "
+                             f"it needs config.physique.kind = 'network', got {settings.kind!r}")
+        if int(settings.pretrain_examples) < 10 or int(settings.pretrain_batch) < 1:
+            raise ValueError("config.physique.pretrain_examples must be >= 10 and "
+                             "config.physique.pretrain_batch >= 1, got "
+                             f"{settings.pretrain_examples} and {settings.pretrain_batch}")
 
 
 def _template(config):

@@ -26,6 +26,7 @@ from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import inference
 from maskpose_jax import input_pipeline
+from maskpose_jax import physique_prior
 from maskpose_jax import reporting
 from maskpose_jax import sharding
 from maskpose_jax import train_step as train_step_lib
@@ -123,14 +124,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         checkpointer.save(int(jax.device_get(state.step)), state, iterator.get_state(), meta,
                           force=force)
 
-    if int(config.loss.fit_init_steps) and not resumed:
-        # A fresh run: the cache starts with template fits, saved at step 0 (a resumed run
-        # keeps them).
+    pretrain, fit_first = int(config.physique.pretrain_steps), int(config.loss.fit_init_steps)
+    if pretrain and not resumed:
+        # A fresh run: the physique network pre-trained on random poses of the procedural body.
+        if sources.physique_pairs is None:
+            raise ValueError("config.physique.pretrain_steps > 0: sources.physique_pairs is "
+                             "needed (data_builders.configured.open_training makes it)")
+        params, _ = physique_prior.pretrain(config, physique, sources.physique_pairs(),
+                                            echo=reporting.say)
+        state = state.replace(params={
+            **state.params, "physique": jax.device_put(params, sharding.replicated(mesh))})
+    if fit_first and not resumed:
+        # A fresh run: the cache starts with template fits.
         cache = fit_cache.initial_fits(config, train_source, image_size,
                                        factory.physique_capsule_width(config),
                                        factory.physique_body_radii(config))
         state = state.replace(fit_cache=jax.device_put(cache, sharding.replicated(mesh)))
-        save(force=True)
+    if (pretrain or fit_first) and not resumed:
+        save(force=True)  # at step 0: a resumed run keeps them
 
     def check(step, metrics):
         metrics = jax.device_get(metrics)

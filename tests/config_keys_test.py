@@ -24,6 +24,9 @@ READ_ELSEWHERE = {
     "eval.max_examples": "experiments.evaluate",
     "loss.cover_radius": "fused, with loss.use_cover",
     "physique.capsule_width": "factory.physique_capsule_width, with physique.kind = capsules",
+    "physique.pretrain_batch": "physique_prior.pretrain, with physique.pretrain_steps > 0",
+    "physique.pretrain_examples": "physique_prior.pretrain, with physique.pretrain_steps > 0",
+    "physique.pretrain_lr": "physique_prior.pretrain, with physique.pretrain_steps > 0",
     "variant": "experiments.evaluate's title",
 }
 

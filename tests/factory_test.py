@@ -38,6 +38,7 @@ def test_refine_steps_need_the_fused_path():
     ("model.dtype", "float16", r"config\.model\.dtype .*float16"),
     ("model.template", "sitting", r"config\.model\.template .*'sitting'"),
     ("physique.kind", "smpl", r"config\.physique\.kind .*'smpl'"),
+    ("physique.pretrain_steps", 10, r"config\.physique\.pretrain_steps .*'body'"),
     ("train.optimizer", "lion", r"config\.train\.optimizer .*'lion'"),
     ("data.val_split", "test", r"config\.data\.val_split"),
     ("data.val_split", "test_unseen", r"config\.data\.val_split"),

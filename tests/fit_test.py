@@ -43,3 +43,21 @@ def test_unknown_start_is_refused():
     with pytest.raises(ValueError, match="unknown start 'noisy'"):
         fit.run(tiny.get_config(), split="train", examples=1, steps=1, lr=1.0,
                 starts=["noisy"])
+
+
+def test_a_pretrained_physique_network_is_fitted_through():
+    """With physique.pretrain_steps > 0 the harness pre-trains the network and fits through it
+    (the phys term is in the fit); without, the network kind's term is left out."""
+    echoed = []
+    config = tiny.get_config("pretrained_physique")
+    rows = fit.run(config, split="train", examples=2, steps=5, lr=10.0, starts=["noise100"],
+                   echo=echoed.append)
+    assert any(line.startswith("physique prior: held-out loss") for line in echoed)
+    truth_line = next(line for line in echoed if line.startswith("at the truth"))
+    assert "phys 0." in truth_line and np.isfinite(rows["noise100"]["loss"])
+    config.physique.pretrain_steps = 0
+    echoed.clear()
+    fit.run(config, split="train", examples=2, steps=5, lr=10.0, starts=["noise100"],
+            echo=echoed.append)
+    assert any("the physique term is left out" in line for line in echoed)
+    assert not any(line.startswith("physique prior") for line in echoed)

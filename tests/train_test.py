@@ -24,6 +24,7 @@ from maskpose_jax import factory
 from maskpose_jax import fit_cache
 from maskpose_jax import fused
 from maskpose_jax import input_pipeline
+from maskpose_jax import physique_prior
 from maskpose_jax import sharding
 from maskpose_jax import train
 from maskpose_jax import train_step as train_step_lib
@@ -170,6 +171,23 @@ def test_capsules_variant_trains_the_detector_only(data_dir):
                   - before["detector"]["template_prior"]).max() > 0
     for a, b in zip(jax.tree.leaves(after["physique"]), jax.tree.leaves(before["physique"])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pretrained_physique_is_pretrained_before_step_0_and_frozen(data_dir, tmp_path):
+    """A fresh run pre-trains the physique network (the same parameters as physique_prior's, the
+    run's seed) and the stage, which trains the detector only, leaves them as they were."""
+    config = _config(data_dir, "pretrained_physique")
+    assert config.physique.pretrain_steps > 0 and config.stages[0].trainable == ("detector",)
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir, configured.open_training(config))
+    state, _ = factory.restore_latest(config, workdir, sharding.make_mesh())
+    _, physique = factory.create_models(config)
+    pairs = configured.physique_pairs(config, 32, echo=lambda _: None)
+    expected, _ = physique_prior.pretrain(config, physique, pairs, echo=lambda _: None)
+    for a, b in zip(jax.tree.leaves(jax.device_get(state.params["physique"])),
+                    jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+    assert int(jax.device_get(state.step)) == 8
 
 
 def test_loss_at_truth_prints_the_reference_table(data_dir, tmp_path):

@@ -18,6 +18,8 @@ from data_builders import cameras as cameras_lib
 from maskpose_jax import geometry
 
 _NUM_WAVES = 6
+# The Human3.6M subjects whose calibrations the rigs use.
+H36M_SUBJECTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11")
 
 
 def h36m_cameras_for(subject="S1"):

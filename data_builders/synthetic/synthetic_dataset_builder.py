@@ -29,7 +29,6 @@ from data_builders.synthetic import raycast
 from data_builders.synthetic import rig as rig_lib
 
 ASSETS_MOCAP_DIR = os.path.join(os.path.dirname(__file__), "..", "assets", "mocap")
-H36M_RIG_SUBJECTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11")
 RIGS = ("h36m", "ring")
 # Procedural subjects: subject k is sample_body(seed, 7, k); every split has its own, in this order
 # (so adding a split kept the train and test subjects of earlier builds).
@@ -183,7 +182,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return rig_lib.ring_rig(config.num_views, config.ring_radius_mm,
                                     config.ring_height_mm, config.ring_focal_px,
                                     config.ring_image_px, start_angle=rng.uniform(0, 2 * np.pi))
-        cameras = rig_lib.h36m_cameras_for(H36M_RIG_SUBJECTS[rng.integers(len(H36M_RIG_SUBJECTS))])
+        subjects = rig_lib.H36M_SUBJECTS
+        cameras = rig_lib.h36m_cameras_for(subjects[rng.integers(len(subjects))])
         chosen = np.sort(rng.choice(len(cameras), size=config.num_views, replace=False))
         return [cameras[i] for i in chosen]
 

@@ -10,7 +10,8 @@ share: the model, the losses, the cascade, the training loop and the evaluation,
   no fits), no_stance, no_inside, no_bend, no_proportion, no_sym (one ingredient off),
   capsule_body (the body drawn at one width in crop units), coarse_to_fine (a wide body for the
   first 900 steps), refine (no_fit + a 16-step network-in-the-loop fit), refine_cache (its fits
-  kept per example);
+  kept per example), pretrained_physique (no_fit with a Physique network pre-trained on random
+  poses of the procedural body, frozen, in place of the fixed body);
 - paper: the paper's recipe (Skeleton Mask, learned Physique network, geodesic weights, the
   cascade structure -> shape -> joint), and its ablations no_physique, no_geodesic, no_cascade,
   batchnorm, single_view, capsules (a fixed capsule body, background weights scaled down, a
@@ -28,7 +29,8 @@ import ml_collections
 PAPER_VARIANTS = ("paper", "no_physique", "no_geodesic", "no_cascade", "batchnorm", "single_view",
                   "capsules")
 OURS_VARIANTS = ("default", "no_fit", "no_stance", "no_inside", "no_bend", "no_proportion",
-                 "no_sym", "refine", "refine_cache", "capsule_body", "coarse_to_fine")
+                 "no_sym", "refine", "refine_cache", "capsule_body", "coarse_to_fine",
+                 "pretrained_physique")
 VARIANTS = OURS_VARIANTS + PAPER_VARIANTS + ("oracle",)
 
 
@@ -139,6 +141,14 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     # "body" (needs loss.fusion): no parameters, a generic adult's bones (skeleton.BONE_RADII_MM,
     # times body_scale) drawn at their size in mm in every view, from the fused pose's depth.
     c.physique.body_scale = 1.0
+    # Pre-training of the network kind before step 0 (maskpose_jax/physique_prior.py): this many
+    # Adam steps (0 = none, the paper's network learned from the data's masks) on the Skeleton
+    # Masks and rendered silhouettes of pretrain_examples random poses of the procedural body (no
+    # mocap, no dataset split). A cascade stage that does not train "physique" keeps it frozen.
+    c.physique.pretrain_steps = 0
+    c.physique.pretrain_examples = 2048
+    c.physique.pretrain_batch = 32
+    c.physique.pretrain_lr = 3e-3
 
     # Losses (DESIGN §8): each term has a switch; weights live in the stages below.
     c.loss = ml_collections.ConfigDict()
@@ -238,7 +248,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.loss.fit_init_restarts = 8
     c.loss.fit_init_choose_after = 20
     c.loss.fit_init_lr_mm = 30.0
-    if variant in ("no_fit", "refine", "refine_cache"):
+    if variant in ("no_fit", "refine", "refine_cache", "pretrained_physique"):
         # `no_fit`: the network alone learns from the mask and prior terms of its fused pose.
         without_fits(c)
     # `refine`, network in the loop without a cache: the targets are the fused pose after 16
@@ -261,6 +271,12 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         if variant == f"no_{switch}":
             setattr(c.loss, f"use_{switch}", False)
             weights.pop(switch)
+    if variant == "pretrained_physique":
+        # `no_fit` with the paper's Physique network in place of the fixed body, pre-trained on
+        # random poses of the procedural body and frozen (the stage trains the detector only).
+        # No fits: through the network they would cost ~170 MFLOP a mask and step.
+        c.physique.kind = "network"
+        c.physique.pretrain_steps = 2000
     if variant == "capsule_body":
         c.physique.kind = "capsules"
         c.physique.capsule_width = 1.2e-2

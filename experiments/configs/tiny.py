@@ -29,6 +29,10 @@ def get_config(variant: str = "default"):
         c.loss.fit_init_steps = 3
         c.loss.fit_init_restarts = 2
         c.loss.fit_init_choose_after = 1
+    if c.physique.pretrain_steps:  # the pre-trained physique network: a few steps on 12 poses
+        c.physique.pretrain_steps = 3
+        c.physique.pretrain_examples = 12
+        c.physique.pretrain_batch = 4
     c.train.batch_size = 4
     c.train.warmup_steps = 1
     c.train.log_every = 2
