@@ -26,6 +26,7 @@ from maskpose_jax import skeleton
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 SUPERVISIONS = ("masks", "oracle")
 PHYSIQUE_KINDS = ("network", "capsules", "body")
+MIN_PRETRAIN_EXAMPLES = 10   # config.physique.pretrain_examples (physique_prior.pretrain)
 TEMPLATES = ("none", "standing")
 
 
@@ -84,8 +85,10 @@ def check_loss_config(config: ml_collections.ConfigDict) -> None:
         if settings.kind != "network":
             raise ValueError("config.physique.pretrain_steps > 0 pre-trains the physique network: "
                              f"it needs config.physique.kind = 'network', got {settings.kind!r}")
-        if int(settings.pretrain_examples) < 10 or int(settings.pretrain_batch) < 1:
-            raise ValueError("config.physique.pretrain_examples must be >= 10 and "
+        if (int(settings.pretrain_examples) < MIN_PRETRAIN_EXAMPLES
+                or int(settings.pretrain_batch) < 1):
+            raise ValueError(f"config.physique.pretrain_examples must be >= "
+                             f"{MIN_PRETRAIN_EXAMPLES} and "
                              "config.physique.pretrain_batch >= 1, got "
                              f"{settings.pretrain_examples} and {settings.pretrain_batch}")
 

@@ -23,7 +23,6 @@ from maskpose_jax import fused
 from maskpose_jax import losses
 
 HELD_OUT = 0.1      # share of the pairs kept out of training to report the fit
-MIN_EXAMPLES = 10   # pairs needed (config.physique.pretrain_examples)
 
 
 def skeleton_masks(pairs, loss_config, image_size: int) -> np.ndarray:
@@ -31,8 +30,7 @@ def skeleton_masks(pairs, loss_config, image_size: int) -> np.ndarray:
     def one(joints_Jx3, crop, intrinsics, extrinsics):
         views = dict(crop=crop, intrinsics=intrinsics, extrinsics=extrinsics,
                      distortion=jnp.zeros((crop.shape[0], 5), jnp.float32))
-        return fused.draw_pose(joints_Jx3, views, loss_config.copy_and_resolve_references(),
-                               image_size)["skel_VxNxN"]
+        return fused.draw_pose(joints_Jx3, views, loss_config, image_size)["skel_VxNxN"]
     draw = jax.jit(jax.vmap(one))
     return np.concatenate([np.asarray(draw(*(jnp.asarray(pairs[k][i:i + 256]) for k in
                                              ("joints_world", "crop", "intrinsics",
@@ -60,13 +58,14 @@ def pretrain(config, physique, pairs: dict, echo=print):
     start = time.time()
     masks = pairs["mask"]
     count, image_size = len(masks), int(masks.shape[-1])
-    if count < MIN_EXAMPLES or steps < 1:
-        raise ValueError(f"physique_prior.pretrain needs >= {MIN_EXAMPLES} pairs and "
-                         f"config.physique.pretrain_steps >= 1, got {count} and {steps}")
+    if count < factory.MIN_PRETRAIN_EXAMPLES or steps < 1:
+        raise ValueError(f"physique_prior.pretrain needs >= {factory.MIN_PRETRAIN_EXAMPLES} "
+                         f"pairs and config.physique.pretrain_steps >= 1, got {count} and {steps}")
     skel = skeleton_masks(pairs, config.loss, image_size)
     held = max(1, int(round(HELD_OUT * count)))
-    train_x = skel[:-held].reshape(-1, image_size, image_size)
-    train_y = masks[:-held].reshape(-1, image_size, image_size)
+    # On the device once; each step gathers its batch there (no per-step host copy).
+    train_x = jnp.asarray(skel[:-held].reshape(-1, image_size, image_size))
+    train_y = jnp.asarray(masks[:-held].reshape(-1, image_size, image_size))
     test_x = jnp.asarray(skel[-held:].reshape(-1, image_size, image_size))
     test_y = jnp.asarray(masks[-held:].reshape(-1, image_size, image_size))
     key = jax.random.PRNGKey(int(config.seed))
@@ -78,16 +77,15 @@ def pretrain(config, physique, pairs: dict, echo=print):
         return jnp.mean((physique.apply({"params": p}, x) - y) ** 2)
 
     @jax.jit
-    def step(p, s, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+    def step(p, s, picked):
+        loss, grads = jax.value_and_grad(loss_fn)(p, train_x[picked], train_y[picked])
         updates, s = optimizer.update(grads, s, p)
         return optax.apply_updates(p, updates), s, loss
 
     rng = np.random.default_rng([int(config.seed), 31])
     for i in range(steps):
         picked = rng.integers(len(train_x), size=batch_size)
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(train_x[picked]),
-                                       jnp.asarray(train_y[picked]))
+        params, opt_state, loss = step(params, opt_state, picked)
         if (i + 1) % max(1, steps // 10) == 0 or i + 1 == steps:
             echo(f"physique prior: step {i + 1}/{steps}, train loss {float(loss):.4f}")
     phys = jax.jit(lambda p, x: physique.apply({"params": p}, x))(params, test_x)

@@ -18,6 +18,7 @@ from data_builders.synthetic import body as body_lib
 from data_builders.synthetic import motion as motion_lib
 from data_builders.synthetic import raycast
 from data_builders.synthetic import rig as rig_lib
+from maskpose_jax import skeleton
 
 # Joint-angle ranges, degrees (uniform). The body faces +Y, its right side towards +X, Z up.
 TRUNK_PITCH = (-15.0, 60.0)     # forward lean
@@ -59,9 +60,7 @@ def random_pose(rng) -> np.ndarray:
     so the pose distribution is left/right symmetric.
     """
     stand = body_lib.standing_joints()
-    length = {(p, j): np.linalg.norm(stand[j] - stand[p]) for p, j in
-              ((0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
-               (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16))}
+    length = {(p, j): np.linalg.norm(stand[j] - stand[p]) for p, j in skeleton.LIMBS}
     out = np.zeros_like(stand)
     out[0] = stand[0]
     trunk = (_rot("z", _angle(rng, TRUNK_TWIST)) @ _rot("y", _angle(rng, TRUNK_ROLL))
@@ -98,9 +97,7 @@ def _pair(seed, index, num_views, image_size):
     rng = np.random.default_rng([seed, _POSE_STREAM, index])
     pose = motion_lib.retarget(random_pose(rng)[None], motion_lib.sample_bone_lengths(rng))[0]
     body = body_lib.sample_body(np.random.default_rng([seed, _SUBJECT_STREAM, index]))
-    cameras = rig_lib.h36m_cameras_for(
-        rig_lib.H36M_SUBJECTS[rng.integers(len(rig_lib.H36M_SUBJECTS))])
-    rig = [cameras[i] for i in np.sort(rng.choice(len(cameras), num_views, replace=False))]
+    rig = rig_lib.sample_h36m_rig(rng, num_views)
     placed, _, _ = rig_lib.place_person(pose, rng, CAPTURE_AREA_RADIUS_MM, rig=rig)
     if not rig_lib.in_view(placed[None], rig).all():
         return None

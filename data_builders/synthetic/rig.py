@@ -37,6 +37,12 @@ def h36m_cameras_for(subject="S1"):
     return [cam._replace(distortion=np.zeros(5)) for cam in cameras_lib.h36m_rig(subject)]
 
 
+def sample_h36m_rig(rng, num_views):
+    """`num_views` of the 4 cameras of a random Human3.6M subject's calibration, in id order."""
+    cameras = h36m_cameras_for(H36M_SUBJECTS[rng.integers(len(H36M_SUBJECTS))])
+    return [cameras[i] for i in np.sort(rng.choice(len(cameras), size=num_views, replace=False))]
+
+
 def ring_rig(count, radius_mm, height_mm, focal_px, image_size_px, target_height_mm=1000.0,
              start_angle=0.0):
     """Cameras evenly spaced on a horizontal circle around the origin, all aimed at one point.

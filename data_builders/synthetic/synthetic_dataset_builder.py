@@ -182,10 +182,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return rig_lib.ring_rig(config.num_views, config.ring_radius_mm,
                                     config.ring_height_mm, config.ring_focal_px,
                                     config.ring_image_px, start_angle=rng.uniform(0, 2 * np.pi))
-        subjects = rig_lib.H36M_SUBJECTS
-        cameras = rig_lib.h36m_cameras_for(subjects[rng.integers(len(subjects))])
-        chosen = np.sort(rng.choice(len(cameras), size=config.num_views, replace=False))
-        return [cameras[i] for i in chosen]
+        return rig_lib.sample_h36m_rig(rng, config.num_views)
 
     def _example(self, job, subjects):
         """Renders one (clip, subject slot, frame): returns (key, example or None, #degenerate)."""
