@@ -1,6 +1,8 @@
 """Cascaded optimization (DESIGN §9) as one optax transformation driven by the step count.
 
-The config's `stages` is an ordered list of {name, steps, trainable, learning_rate, loss_weights}.
+The config's `stages` is an ordered list of {name, steps, trainable, learning_rate, loss_weights}
+and optionally body_scale and lr_scale ({module: factor} on the stage's rate: a module adapted
+slowly beside one trained at full rate).
 `make_optimizer` labels every parameter by its module ("detector", "physique"), and gives each
 label one chain (gradient clipping, Adam, weight decay) inside a *stage gate*: at a step where the
 module is frozen, the gate returns a zero update and leaves the chain's state untouched (Adam's
@@ -41,6 +43,10 @@ def validate_stages(stages: Sequence[Any]) -> None:
             raise ValueError(f"{where}.learning_rate must be positive")
         if float(stage.get("body_scale", 1.0)) <= 0:
             raise ValueError(f"{where}.body_scale must be positive")
+        scales = dict(stage.get("lr_scale", {}))
+        if set(scales) - set(MODULES) or any(float(v) <= 0 for v in scales.values()):
+            raise ValueError(f"{where}.lr_scale must map modules of {MODULES} to positive "
+                             f"factors, got {scales}")
 
 
 def stage_starts(stages: Sequence[Any]) -> tuple[int, ...]:
@@ -87,10 +93,13 @@ def module_active(step, stages: Sequence[Any], module: str) -> jax.Array:
     return jnp.asarray([module in s.trainable for s in stages])[stage_index(step, stages)]
 
 
-def learning_rate(step, stages: Sequence[Any], warmup_steps: int) -> jax.Array:
-    """The stage's learning rate, ramped linearly over its first `warmup_steps` steps."""
+def learning_rate(step, stages: Sequence[Any], warmup_steps: int, module: str = "") -> jax.Array:
+    """The stage's learning rate, ramped linearly over its first `warmup_steps` steps.
+
+    With `module`, times the stage's lr_scale of that module (1 where unset)."""
     index = stage_index(step, stages)
-    rates = jnp.asarray([float(s.learning_rate) for s in stages], jnp.float32)
+    rates = jnp.asarray([float(s.learning_rate) * float(dict(s.get("lr_scale", {})).get(module, 1.0))
+                         for s in stages], jnp.float32)
     starts = jnp.asarray(stage_starts(stages)[:-1], jnp.int32)
     since = (step - starts[index] + 1).astype(jnp.float32)
     ramp = jnp.minimum(1.0, since / max(int(warmup_steps), 1))
@@ -164,5 +173,6 @@ def make_optimizer(stages: Sequence[Any], train_config: Any) -> optax.GradientTr
         transforms[module] = stage_gate(
             optax.chain(*chain),
             active_fn=lambda step, m=module: module_active(step, stages, m),
-            rate_fn=lambda step: learning_rate(step, stages, train_config.warmup_steps))
+            rate_fn=lambda step, m=module: learning_rate(step, stages, train_config.warmup_steps,
+                                                         m))
     return optax.multi_transform(transforms, param_labels)

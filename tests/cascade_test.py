@@ -80,6 +80,24 @@ def test_one_compilation_across_stages():
     assert step._cache_size() == 1
 
 
+def test_lr_scale_slows_one_module_against_plain_adam():
+    rng = np.random.default_rng(1)
+    stage = ml_collections.ConfigDict(dict(
+        name="both", steps=5, trainable=("detector", "physique"), learning_rate=0.1,
+        lr_scale=dict(physique=0.25), loss_weights={}))
+    optimizer = cascade.make_optimizer([stage], TRAIN)
+    params = {m: {"w": jnp.asarray(rng.normal(size=3), jnp.float32)} for m in cascade.MODULES}
+    state = optimizer.init(params)
+    references = {"detector": optax.adam(0.1), "physique": optax.adam(0.025)}
+    ref_states = {m: references[m].init(params[m]) for m in cascade.MODULES}
+    for _ in range(4):
+        grads = {m: {"w": jnp.asarray(rng.normal(size=3), jnp.float32)} for m in cascade.MODULES}
+        updates, state = optimizer.update(grads, state, params)
+        for m in cascade.MODULES:
+            expected, ref_states[m] = references[m].update(grads[m], ref_states[m])
+            np.testing.assert_allclose(updates[m]["w"], expected["w"], rtol=1e-5, atol=1e-7)
+
+
 def test_bad_stages_name_the_key():
     stages = _stages()
     stages[1].trainable = ("decoder",)
@@ -89,6 +107,11 @@ def test_bad_stages_name_the_key():
     stages[2].loss_weights.bogus = 1.0
     with pytest.raises(ValueError, match="bogus"):
         cascade.validate_stages(stages)
+    for scales in (dict(decoder=0.1), dict(physique=0.0)):
+        stages = _stages()
+        stages[0].lr_scale = scales
+        with pytest.raises(ValueError, match=r"config.stages\[0\] \(a\).lr_scale"):
+            cascade.validate_stages(stages)
 
 
 @pytest.mark.parametrize("name, reference", [

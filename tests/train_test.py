@@ -173,6 +173,26 @@ def test_capsules_variant_trains_the_detector_only(data_dir):
         np.testing.assert_array_equal(a, b)
 
 
+def test_adapted_physique_moves_at_its_share_of_the_rate(data_dir):
+    """adapted_physique trains the physique network beside the detector; its first update is
+    physique_lr_scale (0.1) times the one at the full rate, through the real train step."""
+    moved = {}
+    for scale in (None, 1.0):
+        config = _config(data_dir, "adapted_physique")
+        assert config.stages[0].trainable == ("detector", "physique")
+        if scale is not None:
+            config.stages[0].lr_scale.physique = scale
+        mesh = sharding.make_mesh()
+        source, state, step = _setup(config, mesh)
+        before = jax.device_get(state.params["physique"])
+        state, metrics = step(state, sharding.shard_batch(_batches(config, source, 1)[0], mesh))
+        assert bool(metrics["finite"])
+        moved[scale] = jax.tree.map(np.subtract, jax.device_get(state.params["physique"]), before)
+    assert max(np.abs(leaf).max() for leaf in jax.tree.leaves(moved[None])) > 0
+    for slow, full in zip(jax.tree.leaves(moved[None]), jax.tree.leaves(moved[1.0])):
+        np.testing.assert_allclose(slow, 0.1 * full, rtol=2e-2, atol=1e-8)
+
+
 def test_pretrained_physique_is_pretrained_before_step_0_and_frozen(data_dir, tmp_path):
     """A fresh run pre-trains the physique network (the same parameters as physique_prior's, the
     run's seed) and the stage, which trains the detector only, leaves them as they were."""

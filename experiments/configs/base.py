@@ -11,7 +11,8 @@ share: the model, the losses, the cascade, the training loop and the evaluation,
   capsule_body (the body drawn at one width in crop units), coarse_to_fine (a wide body for the
   first 900 steps), refine (no_fit + a 16-step network-in-the-loop fit), refine_cache (its fits
   kept per example), pretrained_physique (no_fit with a Physique network pre-trained on random
-  poses of the procedural body, frozen, in place of the fixed body);
+  poses of the procedural body, frozen, in place of the fixed body), adapted_physique (the same
+  network adapted at a tenth of the detector's rate);
 - paper: the paper's recipe (Skeleton Mask, learned Physique network, geodesic weights, the
   cascade structure -> shape -> joint), and its ablations no_physique, no_geodesic, no_cascade,
   batchnorm, single_view, capsules (a fixed capsule body, background weights scaled down, a
@@ -30,19 +31,23 @@ PAPER_VARIANTS = ("paper", "no_physique", "no_geodesic", "no_cascade", "batchnor
                   "capsules")
 OURS_VARIANTS = ("default", "no_fit", "no_stance", "no_inside", "no_bend", "no_proportion",
                  "no_sym", "refine", "refine_cache", "capsule_body", "coarse_to_fine",
-                 "pretrained_physique")
+                 "pretrained_physique", "adapted_physique")
 VARIANTS = OURS_VARIANTS + PAPER_VARIANTS + ("oracle",)
 
 
-def stage(name, steps, trainable, learning_rate, body_scale=1.0, **loss_weights):
+def stage(name, steps, trainable, learning_rate, body_scale=1.0, physique_lr_scale=1.0,
+          **loss_weights):
     """One cascade stage: `steps` steps training the `trainable` modules with these weights.
 
     body_scale widens the drawn Physique Mask of a fixed body (capsules, body) by that factor:
-    > 1 for a coarse stage before the fine one.
+    > 1 for a coarse stage before the fine one. physique_lr_scale multiplies the physique
+    network's rate (< 1: a pre-trained network adapted slowly beside the detector).
     """
     return ml_collections.ConfigDict(dict(
         name=name, steps=steps, trainable=tuple(trainable), learning_rate=learning_rate,
-        body_scale=float(body_scale), loss_weights=ml_collections.ConfigDict(loss_weights)))
+        body_scale=float(body_scale),
+        lr_scale=ml_collections.ConfigDict(dict(detector=1.0, physique=float(physique_lr_scale))),
+        loss_weights=ml_collections.ConfigDict(loss_weights)))
 
 
 def mix_source(name, weight, *, data_dir="", options=None, train_split="train", views=()):
@@ -248,7 +253,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.loss.fit_init_restarts = 8
     c.loss.fit_init_choose_after = 20
     c.loss.fit_init_lr_mm = 30.0
-    if variant in ("no_fit", "refine", "refine_cache", "pretrained_physique"):
+    if variant in ("no_fit", "refine", "refine_cache", "pretrained_physique", "adapted_physique"):
         # `no_fit`: the network alone learns from the mask and prior terms of its fused pose.
         without_fits(c)
     # `refine`, network in the loop without a cache: the targets are the fused pose after 16
@@ -271,7 +276,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         if variant == f"no_{switch}":
             setattr(c.loss, f"use_{switch}", False)
             weights.pop(switch)
-    if variant == "pretrained_physique":
+    if variant in ("pretrained_physique", "adapted_physique"):
         # `no_fit` with the paper's Physique network in place of the fixed body, pre-trained on
         # random poses of the procedural body and frozen (the stage trains the detector only).
         # No fits: through the network they would cost ~170 MFLOP a mask and step.
@@ -281,6 +286,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.physique.kind = "capsules"
         c.physique.capsule_width = 1.2e-2
     c.stages = [stage("fused", 3000, ("detector",), 3e-4, **weights)]
+    if variant == "adapted_physique":
+        # The pre-trained network adapts slowly (a tenth of the rate) to the training masks,
+        # through the Physique Mask term alone: does it co-adapt with the detector again?
+        c.stages = [stage("fused", 3000, ("detector", "physique"), 3e-4, physique_lr_scale=0.1,
+                          **weights)]
     if variant == "coarse_to_fine":
         c.stages = [stage("coarse", 900, ("detector",), 3e-4, body_scale=1.5, **weights),
                     stage("fine", 2100, ("detector",), 3e-4, **weights)]
