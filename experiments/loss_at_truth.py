@@ -118,7 +118,7 @@ def main(argv):
     if config.loss.fusion:
         body_radii = factory.physique_body_radii(config)
         terms_fn = jax.jit(lambda kp: fused.fused_terms(
-            kp, fields, None, loss_config, size, depth_range, capsule_width, body_radii,
+            kp, fields, physique_apply, loss_config, size, depth_range, capsule_width, body_radii,
             refine_weights=weights))
         all_terms = fused.FUSED_TERMS
     else:

@@ -98,7 +98,7 @@ def learning_rate(step, stages: Sequence[Any], warmup_steps: int, module: str = 
 
     With `module`, times the stage's lr_scale of that module (1 where unset)."""
     index = stage_index(step, stages)
-    rates = jnp.asarray([float(s.learning_rate) * float(dict(s.get("lr_scale", {})).get(module, 1.0))
+    rates = jnp.asarray([float(s.learning_rate) * float(dict(s.get("lr_scale", {})).get(module, 1))
                          for s in stages], jnp.float32)
     starts = jnp.asarray(stage_starts(stages)[:-1], jnp.int32)
     since = (step - starts[index] + 1).astype(jnp.float32)

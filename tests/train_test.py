@@ -208,6 +208,14 @@ def test_pretrained_physique_is_pretrained_before_step_0_and_frozen(data_dir, tm
                     jax.tree.leaves(expected)):
         np.testing.assert_array_equal(a, b)
     assert int(jax.device_get(state.step)) == 8
+    # loss_at_truth scores the fused terms through the run's network (its phys term included).
+    done = _run(["-m", "experiments.loss_at_truth", "--config=tiny.py:pretrained_physique",
+                 f"--config.data.data_dir={data_dir}", f"--workdir={workdir}", "--examples=4"])
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    header = next(line for line in out.splitlines() if line.startswith("| pose |"))
+    assert " phys " in header
+    assert any(line.startswith("| prediction |") for line in out.splitlines()), out
 
 
 def test_loss_at_truth_prints_the_reference_table(data_dir, tmp_path):
