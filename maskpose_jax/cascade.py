@@ -43,10 +43,15 @@ def validate_stages(stages: Sequence[Any]) -> None:
             raise ValueError(f"{where}.learning_rate must be positive")
         if float(stage.get("body_scale", 1.0)) <= 0:
             raise ValueError(f"{where}.body_scale must be positive")
-        scales = dict(stage.get("lr_scale", {}))
-        if set(scales) - set(MODULES) or any(float(v) <= 0 for v in scales.values()):
+        scales = stage.get("lr_scale", {})
+        try:
+            valid = not set(dict(scales)) - set(MODULES) and all(
+                float(v) > 0 for v in dict(scales).values())
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
             raise ValueError(f"{where}.lr_scale must map modules of {MODULES} to positive "
-                             f"factors, got {scales}")
+                             f"factors, got {scales!r}")
 
 
 def stage_starts(stages: Sequence[Any]) -> tuple[int, ...]:

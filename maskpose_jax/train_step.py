@@ -94,7 +94,7 @@ def make_train_step(config, detector, physique, optimizer, image_size: int, mesh
         new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, state)
         metrics = {"loss": total, "grad_norm": grad_norm, "finite": finite,
                    "learning_rate": cascade.learning_rate(state.step, stages,
-                                                          config.train.warmup_steps),
+                                                          config.train.warmup_steps, "detector"),
                    **terms}
         return new_state, metrics
 

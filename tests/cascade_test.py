@@ -107,7 +107,7 @@ def test_bad_stages_name_the_key():
     stages[2].loss_weights.bogus = 1.0
     with pytest.raises(ValueError, match="bogus"):
         cascade.validate_stages(stages)
-    for scales in (dict(decoder=0.1), dict(physique=0.0)):
+    for scales in (dict(decoder=0.1), dict(physique=0.0), 0.1, dict(physique="slow")):
         stages = _stages()
         stages[0].lr_scale = scales
         with pytest.raises(ValueError, match=r"config.stages\[0\] \(a\).lr_scale"):

@@ -278,7 +278,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
             weights.pop(switch)
     if variant in ("pretrained_physique", "adapted_physique"):
         # `no_fit` with the paper's Physique network in place of the fixed body, pre-trained on
-        # random poses of the procedural body and frozen (the stage trains the detector only).
+        # random poses of the procedural body and frozen (the stage trains the detector only;
+        # adapted_physique trains it too, at a tenth of the rate, below).
         # No fits: through the network they would cost ~170 MFLOP a mask and step.
         c.physique.kind = "network"
         c.physique.pretrain_steps = 2000
